@@ -1,0 +1,267 @@
+"""The one module that talks to Docker.
+
+Every call to the ``docker`` CLI (engine, ``buildx`` and ``compose``) goes through :func:`run`, the
+single choke point that logs the command and turns failures into :class:`CommandError`. A
+:class:`Docker` takes its runner as an argument, so unit tests can check the argv it builds without an
+engine; integration tests use the real one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import subprocess
+import tempfile
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any, Protocol
+
+from .errors import CommandError, ConfigError, EngineError
+
+log = logging.getLogger(__name__)
+
+LABEL_PREFIX = "org.stagecache"
+
+
+@dataclass(frozen=True)
+class Completed:
+    argv: list[str]
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+class Runner(Protocol):
+    def __call__(
+        self,
+        argv: Sequence[str],
+        *,
+        check: bool = True,
+        capture: bool = True,
+        stdin: IO[bytes] | None = None,
+        env: Mapping[str, str] | None = None,
+        cwd: Path | None = None,
+    ) -> Completed: ...
+
+
+def run(
+    argv: Sequence[str],
+    *,
+    check: bool = True,
+    capture: bool = True,
+    stdin: IO[bytes] | None = None,
+    env: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+) -> Completed:
+    """Run a command. With ``capture=False`` its output goes to the user's terminal (build progress)."""
+    log.debug("$ %s", " ".join(argv))
+    full_env = {**os.environ, **env} if env else None
+    try:
+        proc = subprocess.run(
+            list(argv),
+            stdin=stdin,
+            stdout=subprocess.PIPE if capture else None,
+            stderr=subprocess.PIPE if capture else None,
+            env=full_env,
+            cwd=cwd,
+            check=False,
+        )
+    except FileNotFoundError as exc:
+        raise EngineError(f"{argv[0]!r} is not installed or not on PATH: run scripts/ensure-engine") from exc
+    out = proc.stdout.decode(errors="replace") if capture else ""
+    err = proc.stderr.decode(errors="replace") if capture else ""
+    if check and proc.returncode != 0:
+        raise CommandError(argv, proc.returncode, err)
+    return Completed(list(argv), proc.returncode, out, err)
+
+
+def argv(*base: str, **options: str | bool | int | Iterable[str] | None) -> list[str]:
+    """Build an argv: ``argv("build", target="dev", no_cache=True)``.
+
+    gives ``["build", "--target", "dev", "--no-cache"]``.
+
+    ``None`` and ``False`` are skipped, ``True`` is a bare flag, an iterable repeats the option.
+    """
+    out = list(base)
+    for name, value in options.items():
+        flag = "--" + name.rstrip("_").replace("_", "-")
+        if value is None or value is False:
+            continue
+        if value is True:
+            out.append(flag)
+        elif isinstance(value, (str, int)):
+            out += [flag, str(value)]
+        else:
+            for item in value:
+                out += [flag, item]
+    return out
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    """The parts of ``docker image inspect`` that stagecache uses."""
+
+    id: str
+    repo_tags: tuple[str, ...]
+    repo_digests: tuple[str, ...]
+    labels: Mapping[str, str]
+    os: str
+    architecture: str
+    size: int
+
+    @classmethod
+    def from_inspect(cls, data: Mapping[str, Any]) -> ImageInfo:
+        config = data.get("Config") or {}
+        return cls(
+            id=data["Id"],
+            repo_tags=tuple(data.get("RepoTags") or ()),
+            repo_digests=tuple(data.get("RepoDigests") or ()),
+            labels=dict(config.get("Labels") or {}),
+            os=data.get("Os", ""),
+            architecture=data.get("Architecture", ""),
+            size=int(data.get("Size") or 0),
+        )
+
+
+@dataclass
+class Docker:
+    """A thin, typed face over the docker CLI."""
+
+    runner: Runner = field(default=run)
+    binary: str = "docker"
+
+    def _run(self, *args: str, **kwargs: Any) -> Completed:
+        return self.runner([self.binary, *args], **kwargs)
+
+    # --- engine -------------------------------------------------------------------------------------
+    def server_version(self) -> str:
+        """The engine's version; raises EngineError when no engine answers."""
+        done = self._run("version", "--format", "{{.Server.Version}}", check=False)
+        if done.returncode != 0 or not done.stdout.strip():
+            detail = done.stderr.strip().splitlines()[-1] if done.stderr.strip() else "no answer"
+            raise EngineError(f"the Docker engine is not reachable ({detail}): run scripts/ensure-engine")
+        return done.stdout.strip()
+
+    def platform(self) -> str:
+        """The engine's default platform, e.g. ``linux/amd64``."""
+        done = self._run("version", "--format", "{{.Server.Os}}/{{.Server.Arch}}")
+        return done.stdout.strip()
+
+    # --- images -------------------------------------------------------------------------------------
+    def image_inspect(self, ref: str) -> ImageInfo | None:
+        """Inspect one image; ``None`` when the daemon does not have it."""
+        done = self._run("image", "inspect", ref, check=False)
+        if done.returncode != 0:
+            if "No such image" in done.stderr or "no such image" in done.stderr.lower():
+                return None
+            raise CommandError(done.argv, done.returncode, done.stderr)
+        items = json.loads(done.stdout)
+        return ImageInfo.from_inspect(items[0]) if items else None
+
+    def tag(self, source: str, target: str) -> None:
+        self._run("image", "tag", source, target)
+
+    def remove_image(self, *refs: str, force: bool = False) -> None:
+        if refs:
+            self._run(*argv("image", "rm", force=force), *refs, check=False)
+
+    # --- building -----------------------------------------------------------------------------------
+    def build(
+        self,
+        *,
+        context: Path,
+        dockerfile: Path,
+        target: str | None,
+        tags: Sequence[str],
+        build_args: Mapping[str, str],
+        labels: Mapping[str, str],
+        platform: str | None = None,
+        no_cache: bool = False,
+        quiet: bool = False,
+        iidfile: Path,
+    ) -> Completed:
+        """``docker buildx build --load`` one target. Progress goes to the terminal unless ``quiet``."""
+        args = argv(
+            "buildx",
+            "build",
+            file=str(dockerfile),
+            target=target,
+            tag=list(tags),
+            build_arg=[f"{k}={v}" for k, v in build_args.items()],
+            label=[f"{k}={v}" for k, v in labels.items()],
+            platform=platform,
+            no_cache=no_cache,
+            iidfile=str(iidfile),
+            progress="plain" if quiet else None,
+            load=True,
+        )
+        args.append(str(context))
+        return self._run(*args, capture=quiet, check=False)
+
+    def save(self, image: str, sink: Callable[[bytes], Any], chunk: int = 1 << 20) -> int:
+        """Stream ``docker save IMAGE`` into ``sink``; returns the number of bytes."""
+        args = [self.binary, "save", image]
+        log.debug("$ %s", " ".join(args))
+        total = 0
+        with subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as proc:
+            assert proc.stdout is not None
+            assert proc.stderr is not None
+            try:
+                while data := proc.stdout.read(chunk):
+                    sink(data)
+                    total += len(data)
+            except BaseException:
+                proc.kill()
+                raise
+            err = proc.stderr.read().decode(errors="replace")
+        if proc.returncode != 0:
+            raise CommandError(args, proc.returncode, err)
+        return total
+
+    def load(self, chunks: Iterable[bytes]) -> str:
+        """Feed a ``docker save`` stream to ``docker load``; returns what it printed."""
+        args = [self.binary, "load", "--quiet"]
+        log.debug("$ %s", " ".join(args))
+        with (
+            tempfile.TemporaryFile() as err_file,
+            subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err_file) as proc,
+        ):
+            assert proc.stdin is not None
+            assert proc.stdout is not None
+            try:
+                for data in chunks:
+                    proc.stdin.write(data)
+            except BrokenPipeError:
+                pass  # docker load gave up; its exit code and stderr say why
+            except BaseException:
+                proc.kill()
+                raise
+            finally:
+                with contextlib.suppress(BrokenPipeError):
+                    proc.stdin.close()
+            out = proc.stdout.read().decode(errors="replace")
+            proc.wait()
+            err_file.seek(0)
+            err = err_file.read().decode(errors="replace")
+        if proc.returncode != 0:
+            raise CommandError(args, proc.returncode, err)
+        return out
+
+    # --- compose ------------------------------------------------------------------------------------
+    def compose_config(self, files: Sequence[Path], project_dir: Path) -> dict[str, Any]:
+        """The fully resolved compose model, as ``docker compose config`` computes it."""
+        args = ["compose", "--project-directory", str(project_dir)]
+        for f in files:
+            args += ["-f", str(f)]
+        done = self._run(*args, "config", "--format", "json", check=False)
+        if done.returncode != 0:
+            lines = [line for line in done.stderr.strip().splitlines() if line.strip()]
+            detail = lines[-1] if lines else f"exit {done.returncode}"
+            raise ConfigError(
+                f"{files[0] if files else project_dir}: docker compose cannot read it: {detail}"
+            )
+        data: dict[str, Any] = json.loads(done.stdout)
+        return data

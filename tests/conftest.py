@@ -1,0 +1,46 @@
+"""Shared fixtures. Tests that use ``engine`` are marked ``docker`` automatically."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+from stagecache.docker import LABEL_PREFIX, Docker
+from stagecache.errors import EngineError
+
+TEST_LABEL = f"{LABEL_PREFIX}.test"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if "engine" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.docker)
+
+
+@pytest.fixture(scope="session")
+def engine() -> Docker:
+    """The real Docker engine; missing, it fails in CI and skips elsewhere."""
+    docker = Docker()
+    try:
+        docker.server_version()
+    except EngineError as exc:
+        if os.environ.get("CI"):
+            pytest.fail(f"CI needs a Docker engine: {exc}")
+        pytest.skip(f"no Docker engine: {exc}")
+    return docker
+
+
+@pytest.fixture
+def run_id() -> str:
+    return uuid.uuid4().hex[:10]
+
+
+@pytest.fixture
+def cleanup_images(engine: Docker) -> Iterator[list[str]]:
+    """Append image references to this list; they are removed after the test."""
+    refs: list[str] = []
+    yield refs
+    engine.remove_image(*refs, force=True)
