@@ -1,0 +1,150 @@
+from __future__ import annotations
+
+import pytest
+
+from stagecache import dockerfile as df
+from stagecache.errors import DockerfileError
+
+MULTI = """\
+ARG PY=3.11
+ARG UNUSED=1
+FROM python:${PY}-slim AS base
+RUN pip install poetry
+FROM base AS deps
+COPY pyproject.toml poetry.lock ./
+RUN --mount=type=cache,target=/root/.cache poetry install
+FROM alpine AS tools
+RUN echo tools > /t
+FROM deps AS prod
+COPY src/ src/
+FROM deps AS dev
+COPY --from=tools /t /t
+RUN --mount=type=bind,from=helper,source=/h,target=/h true
+COPY tests/ tests/
+FROM busybox AS helper
+"""
+
+
+def labels(stages: list[df.Stage]) -> list[str]:
+    return [s.label for s in stages]
+
+
+def test_target_reaches_only_its_stages() -> None:
+    parsed = df.parse(MULTI)
+    assert labels(parsed.reached(parsed.target("prod"), {})) == ["base", "deps", "prod"]
+    # COPY --from and RUN --mount from= (even of a later stage) are edges too
+    assert labels(parsed.reached(parsed.target("dev"), {})) == ["base", "deps", "tools", "dev", "helper"]
+
+
+def test_default_target_is_last_stage() -> None:
+    parsed = df.parse(MULTI)
+    assert parsed.target(None).label == "helper"
+
+
+def test_stage_names_are_case_insensitive_and_indexes_work() -> None:
+    parsed = df.parse("FROM alpine AS Build\nFROM build\nCOPY --from=0 /a /a\n")
+    assert parsed.stages[0].name == "build"
+    assert parsed.target("BUILD").index == 0
+    deps = parsed.dependencies(parsed.stages[1], {})
+    assert [(d.kind, d.ref) for d in deps] == [("stage", "build"), ("stage", "build")]
+
+
+def test_global_args_substitute_into_from() -> None:
+    parsed = df.parse(MULTI)
+    base = parsed.target("base")
+    deps = parsed.dependencies(base, {})
+    assert deps[0].kind == "image"
+    assert df.substitute(deps[0].ref, parsed.global_values({})) == "python:3.11-slim"
+    assert df.substitute(deps[0].ref, parsed.global_values({"PY": "3.13"})) == "python:3.13-slim"
+
+
+def test_external_copy_from_is_an_image() -> None:
+    parsed = df.parse("FROM alpine\nCOPY --from=ghcr.io/x/y:1 /a /a\n")
+    deps = parsed.dependencies(parsed.stages[0], {})
+    assert [(d.kind, d.ref) for d in deps] == [("image", "alpine"), ("image", "ghcr.io/x/y:1")]
+
+
+def test_from_a_later_stage_name_means_an_image() -> None:
+    parsed = df.parse("FROM later\nFROM alpine AS later\n")
+    assert parsed.dependencies(parsed.stages[0], {})[0].kind == "image"
+
+
+def test_cycle_is_an_error() -> None:
+    parsed = df.parse("FROM alpine AS a\nCOPY --from=b /x /x\nFROM alpine AS b\nCOPY --from=a /y /y\n")
+    with pytest.raises(DockerfileError, match="circular"):
+        parsed.reached(parsed.target("a"), {})
+
+
+def test_stage_args_follow_docker_scoping() -> None:
+    text = "ARG G=global\nFROM alpine\nARG G\nARG L=${G}-local\nENV E=$L\n"
+    parsed = df.parse(text)
+    values = parsed.stage_args(parsed.stages[0], {})
+    assert values == {"G": "global", "L": "global-local", "E": "global-local"}
+    assert parsed.stage_args(parsed.stages[0], {"L": "x"})["E"] == "x"
+
+
+@pytest.mark.parametrize(
+    ("text", "values", "expected"),
+    [
+        ("$A/${B}", {"A": "1", "B": "2"}, "1/2"),
+        ("${A:-d}", {}, "d"),
+        ("${A:-d}", {"A": ""}, "d"),
+        ("${A-d}", {"A": ""}, ""),
+        ("${A:+alt}", {"A": "x"}, "alt"),
+        ("${A:+alt}", {}, ""),
+        ("\\$A", {"A": "1"}, "$A"),
+        ("$MISSING", {}, ""),
+    ],
+)
+def test_substitute(text: str, values: dict[str, str], expected: str) -> None:
+    assert df.substitute(text, values) == expected
+
+
+def test_comments_and_continuations_do_not_change_normalised_instructions() -> None:
+    a = df.parse("FROM alpine\nRUN echo a && \\\n    echo b\n")
+    b = df.parse("FROM alpine\n# a comment\nRUN echo a && \\\n# inside\n    echo b\n")
+    assert [i.normalised() for i in a.stages[0].instructions] == [
+        i.normalised() for i in b.stages[0].instructions
+    ]
+
+
+def test_escape_directive_is_honoured() -> None:
+    parsed = df.parse("# escape=`\nFROM alpine\nRUN echo a `\n  b\n")
+    assert parsed.stages[0].instructions[0].args == ("echo a   b",)
+
+
+def test_heredoc_content_is_part_of_the_instruction() -> None:
+    one = df.parse("FROM alpine\nCOPY <<EOF /x\nhello\nEOF\n")
+    two = df.parse("FROM alpine\nCOPY <<EOF /x\nbye\nEOF\n")
+    assert one.stages[0].instructions[0].normalised() != two.stages[0].instructions[0].normalised()
+
+
+def test_mount_parsing() -> None:
+    ins = df.parse("FROM alpine\nRUN --mount=type=bind,src=req.txt,dst=/r --mount=type=secret,id=tok true\n")
+    mounts = df.parse_mounts(ins.stages[0].instructions[0])
+    assert mounts == [{"type": "bind", "source": "req.txt", "target": "/r"}, {"type": "secret", "id": "tok"}]
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "message"),
+    [
+        ("FROM alpine\nFROBNICATE x\n", 2, "unknown instruction FROBNICATE"),
+        ("FROM alpine\nCOPY onlyone\n", 2, "needs at least a source"),
+        ("RUN echo\nFROM alpine\n", 1, "before the first FROM"),
+        ("# just a comment\n", None, "no instructions"),
+        ("ARG A=1\n", None, "no FROM"),
+        ("FROM a AS x\nFROM b AS x\n", 2, "duplicate stage name"),
+        ("FROM a AS 1x\n", 1, "invalid stage name"),
+    ],
+)
+def test_errors_name_file_and_line(text: str, line: int | None, message: str) -> None:
+    with pytest.raises(DockerfileError, match=message) as info:
+        df.parse(text, "app/Dockerfile")
+    assert info.value.line == line
+    assert str(info.value).startswith("app/Dockerfile" + (f":{line}" if line else ""))
+
+
+def test_unknown_target_lists_stages() -> None:
+    parsed = df.parse(MULTI)
+    with pytest.raises(DockerfileError, match="no stage named 'nope'; stages: base, deps, tools, prod"):
+        parsed.target("nope")
