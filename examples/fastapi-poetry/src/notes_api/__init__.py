@@ -1,0 +1,1 @@
+"""A small notes service: FastAPI over PostgreSQL (psycopg 3)."""
