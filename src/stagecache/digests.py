@@ -1,0 +1,113 @@
+"""Content digests of context files, with a stat cache like git's index.
+
+Hashing every file of a large context on every run would cost as much as reading it. The cache
+remembers, per file, the ``stat`` fields that change whenever its content can have changed (size,
+mtime, ctime, inode) and the digest computed then. A file whose stat fields match is not read again.
+A file modified within the same clock tick as the cache was written could change without its mtime
+changing ("racily clean", as git calls it): such entries are not trusted and are hashed again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+CHUNK = 1 << 20
+RACY_NS = 2_000_000_000  # treat files changed within 2 s of the cache's own write as unknown
+_VERSION = 1
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb", buffering=0) as fh:
+        while chunk := fh.read(CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _signature(st: os.stat_result) -> list[int]:
+    return [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino]
+
+
+@dataclass
+class DigestCache:
+    """Digests of the files under one root. ``path`` is where the cache is kept (None: in memory)."""
+
+    root: Path
+    path: Path | None = None
+    _entries: dict[str, tuple[list[int], str]] = field(default_factory=dict)
+    _written_ns: int = 0
+    _dirty: bool = False
+
+    @classmethod
+    def open(cls, root: Path, path: Path | None) -> DigestCache:
+        cache = cls(root=root, path=path)
+        if path is not None:
+            try:
+                data = json.loads(path.read_text())
+                if data.get("version") == _VERSION and data.get("root") == str(root):
+                    cache._written_ns = int(data["written_ns"])
+                    cache._entries = {k: (v[0], v[1]) for k, v in data["entries"].items()}
+            except (OSError, ValueError, KeyError, TypeError):
+                cache._entries = {}
+        return cache
+
+    def digests(self, relpaths: list[str], threads: int | None = None) -> dict[str, str]:
+        """``{relpath: sha256 hex}`` for regular files under the root."""
+        out: dict[str, str] = {}
+        todo: list[tuple[str, list[int]]] = []
+        for rel in relpaths:
+            st = os.lstat(self.root / rel)
+            sig = _signature(st)
+            known = self._entries.get(rel)
+            if known is not None and known[0] == sig and self._written_ns - st.st_mtime_ns > RACY_NS:
+                out[rel] = known[1]
+            else:
+                todo.append((rel, sig))
+        if todo:
+            # hashlib releases the GIL on large updates, so threads overlap reading and hashing.
+            workers = threads or min(8, (os.cpu_count() or 1) + 2)
+            with ThreadPoolExecutor(max_workers=workers) as pool:
+                for (rel, sig), digest in zip(
+                    todo, pool.map(lambda item: sha256_file(self.root / item[0]), todo), strict=True
+                ):
+                    out[rel] = digest
+                    self._entries[rel] = (sig, digest)
+            self._dirty = True
+        return out
+
+    def save(self) -> None:
+        """Write the cache atomically; failures are ignored (it is only a cache)."""
+        if self.path is None or not self._dirty:
+            return
+        data = {
+            "version": _VERSION,
+            "root": str(self.root),
+            "written_ns": _now_ns(self.path.parent),
+            "entries": {k: [sig, digest] for k, (sig, digest) in self._entries.items()},
+        }
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".digests-", suffix=".tmp")
+            with os.fdopen(fd, "w") as fh:
+                json.dump(data, fh, separators=(",", ":"))
+            os.replace(tmp, self.path)
+        except OSError:
+            return
+        self._dirty = False
+
+
+def _now_ns(directory: Path) -> int:
+    """The file system's idea of now (its clock may differ from time.time_ns on network mounts)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".clock-")
+    try:
+        return os.fstat(fd).st_mtime_ns
+    finally:
+        os.close(fd)
+        os.unlink(tmp)

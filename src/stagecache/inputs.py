@@ -1,0 +1,219 @@
+"""The inputs of a target: everything its image is built from, as a manifest.
+
+A manifest lists exactly what the target's stages consume: their instructions, the build args they
+declare, the identity of each external image they start from or copy from, and every context entry a
+COPY, ADD or ``RUN --mount`` of those stages reads, after ``.dockerignore``. The key is the digest of
+this manifest (``stagecache.key``). Paths are relative to the context; absolute paths and mtimes never
+enter it, so the same project in another folder gets the same key.
+"""
+
+from __future__ import annotations
+
+import bisect
+import fnmatch
+import hashlib
+import posixpath
+import re
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import dockerfile as df
+from .context import Entry, IgnoreRules, compile_pattern, find_ignore_file, walk
+from .digests import DigestCache
+from .errors import DockerfileError
+
+SCHEMA = 1
+DEFAULT_SECRET_PATTERNS = ("*TOKEN*", "*PASSWORD*", "*SECRET*", "*KEY*")
+_REMOTE = re.compile(r"^(https?://|git@|git://|ssh://)|\.git(#.*)?$")
+_WILDCARD = re.compile(r"[*?\[]")
+
+
+@dataclass(frozen=True)
+class TargetSpec:
+    """What a target is built from, as the user configured it."""
+
+    name: str
+    context: Path
+    dockerfile: Path
+    stage: str | None = None
+    build_args: Mapping[str, str] = field(default_factory=dict)
+    platform: str | None = None
+
+
+@dataclass
+class Inputs:
+    """A target's manifest. ``public`` may be shown and recorded; secret args appear only as digests."""
+
+    public: dict[str, Any]
+    secret_digests: dict[str, str]
+    uncacheable: list[str]
+    dockerfile: df.Dockerfile
+    stage: df.Stage
+
+
+def is_secret(name: str, patterns: Iterable[str]) -> bool:
+    return any(fnmatch.fnmatchcase(name.upper(), pattern.upper()) for pattern in patterns)
+
+
+def collect(
+    spec: TargetSpec,
+    *,
+    image_id: Callable[[str], str],
+    platform: str,
+    digests: DigestCache | None = None,
+    secret_patterns: Iterable[str] = DEFAULT_SECRET_PATTERNS,
+) -> Inputs:
+    """Compute the manifest of ``spec``. ``image_id`` maps an external image reference to its identity."""
+    if not spec.context.is_dir():
+        raise DockerfileError(str(spec.context), None, "build context is not a directory: check `context:`")
+    shown = _display(spec.dockerfile, spec.context)
+    dockerfile = df.load(spec.dockerfile, shown)
+    stage = dockerfile.target(spec.stage)
+    stages = dockerfile.reached(stage, spec.build_args)
+    declared = dockerfile.declared_args(stages)
+    secret_patterns = tuple(secret_patterns)
+
+    args: dict[str, str] = {}
+    secret_digests: dict[str, str] = {}
+    for name in sorted(declared):
+        if name not in spec.build_args:
+            continue  # a default is already part of the ARG instruction's text
+        value = spec.build_args[name]
+        if is_secret(name, secret_patterns):
+            digest = hashlib.sha256(value.encode()).hexdigest()
+            secret_digests[name] = digest
+            args[name] = f"<redacted {digest[:8]}>"
+        else:
+            args[name] = value
+
+    images: dict[str, str] = {}
+    stage_records = []
+    for stage_ in stages:
+        for dep in dockerfile.dependencies(stage_, spec.build_args):
+            if dep.kind == "image":
+                ref = df.substitute(dep.ref, dockerfile.global_values(spec.build_args))
+                if ref not in images:
+                    images[ref] = "scratch" if ref == "scratch" else image_id(ref)
+        stage_records.append(
+            {
+                "name": stage_.label,
+                "from": df.substitute(stage_.base, dockerfile.global_values(spec.build_args)),
+                "instructions": [ins.normalised() for ins in stage_.instructions],
+            }
+        )
+
+    rules = IgnoreRules.load(find_ignore_file(spec.context, spec.dockerfile))
+    entries = walk(spec.context, rules)
+    selection, uncacheable = _select_sources(dockerfile, stages, entries, spec.build_args)
+    files = _describe(spec.context, [entries[i] for i in sorted(selection)], digests)
+
+    public: dict[str, Any] = {
+        "schema": SCHEMA,
+        "target": stage.label,
+        "platform": spec.platform or platform,
+        "global_args": [ins.normalised() for ins in dockerfile.global_arg_lines],
+        "stages": stage_records,
+        "args": args,
+        "images": images,
+        "files": files,
+    }
+    if uncacheable:
+        public["uncacheable"] = uncacheable
+    return Inputs(public, secret_digests, uncacheable, dockerfile, stage)
+
+
+def _display(dockerfile: Path, context: Path) -> str:
+    try:
+        return str(dockerfile.resolve().relative_to(context.resolve().parent))
+    except ValueError:
+        return str(dockerfile)
+
+
+def _select_sources(
+    dockerfile: df.Dockerfile,
+    stages: list[df.Stage],
+    entries: list[Entry],
+    build_args: Mapping[str, str],
+) -> tuple[set[int], list[str]]:
+    """Indexes of the context entries that the stages read, and reasons the target cannot be cached."""
+    paths = [e.path for e in entries]
+    selected: set[int] = set()
+    uncacheable: list[str] = []
+    for stage in stages:
+        env = dockerfile.stage_args(stage, build_args)
+        for ins in stage.instructions:
+            sources: list[str] = []
+            if ins.cmd in ("COPY", "ADD") and ins.flag("from") is None:
+                sources = [df.substitute(s, env) for s in ins.args[:-1] if not s.startswith("<<")]
+            elif ins.cmd == "RUN":
+                for mount in df.parse_mounts(ins):
+                    if mount["type"] == "bind" and not mount.get("from"):
+                        sources.append(df.substitute(mount.get("source", "."), env))
+            for source in sources:
+                if _REMOTE.search(source) and ins.cmd == "ADD":
+                    uncacheable.append(f"{dockerfile.path}:{ins.line}: ADD of a remote source {source!r}")
+                    continue
+                found = _match(source, paths)
+                if not found and _clean(source) and not _WILDCARD.search(source):
+                    raise DockerfileError(
+                        dockerfile.path,
+                        ins.line,
+                        f"{ins.cmd} source {source!r} not found in the build context "
+                        "(missing, or excluded by .dockerignore)",
+                    )
+                selected.update(found)
+    return _with_link_targets(selected, entries, paths), uncacheable
+
+
+def _clean(source: str) -> str:
+    cleaned = posixpath.normpath("/" + source).lstrip("/")
+    return "" if cleaned in (".", "") else cleaned
+
+
+def _match(source: str, paths: list[str]) -> set[int]:
+    cleaned = _clean(source)
+    found: set[int] = set()
+    if _WILDCARD.search(cleaned):
+        pattern = compile_pattern(cleaned)
+        depth = cleaned.count("/")
+        for path in paths:
+            if path.count("/") == depth and pattern.fullmatch(path):
+                found.update(_with_subtree(path, paths))
+        return found
+    return _with_subtree(cleaned, paths)
+
+
+def _with_subtree(path: str, paths: list[str]) -> set[int]:
+    """Indexes of ``path`` and of everything below it in the sorted ``paths`` ("" is the root)."""
+    if not path:
+        return set(range(len(paths)))
+    found = set(range(bisect.bisect_left(paths, path + "/"), bisect.bisect_left(paths, path + "0")))
+    idx = bisect.bisect_left(paths, path)
+    if idx < len(paths) and paths[idx] == path:
+        found.add(idx)
+    return found
+
+
+def _with_link_targets(selected: set[int], entries: list[Entry], paths: list[str]) -> set[int]:
+    """A symlink copied as a source may be followed: include what it points to inside the context."""
+    out = set(selected)
+    for i in selected:
+        entry = entries[i]
+        if entry.kind == "symlink" and entry.link_target is not None:
+            target = posixpath.normpath(posixpath.join(posixpath.dirname(entry.path), entry.link_target))
+            if not target.startswith("../") and target != "..":
+                out.update(_match(target, paths))
+    return out
+
+
+def _describe(root: Path, entries: list[Entry], digests: DigestCache | None) -> list[list[Any]]:
+    """``[path, kind, mode, detail]`` rows; detail is the sha256 of a file, a link's target, or ""."""
+    cache = digests or DigestCache(root=root)
+    file_digests = cache.digests([e.path for e in entries if e.kind == "file"])
+    rows: list[list[Any]] = []
+    for e in entries:
+        detail = file_digests[e.path] if e.kind == "file" else (e.link_target or "")
+        rows.append([e.path, e.kind, oct(e.mode), detail])
+    return rows
