@@ -1,0 +1,432 @@
+"""The local directory store: zstd-compressed image archives, one per key.
+
+Layout under the store root (``v1/`` so a later format can live beside it)::
+
+    objects/<hex>.tar.zst   the output of ``docker save``, compressed
+    meta/<hex>.json         the record of one entry; written last, so it is the commit point
+    targets/<name>.json     the manifest of the last build of each target (for ``key --why``)
+    tmp/                    archives being written; named so that leftovers can be recognised
+    locks/<hex>.lock        one flock per key: one writer at a time, readers never see a partial file
+
+An archive is written to ``tmp/``, fsynced, then renamed into ``objects/``; only then is its metadata
+written (atomically too). A reader trusts an archive only through its metadata, and checks the
+archive's digest while it streams it. A process killed at any point leaves the store as it was, plus
+at most a temp file or an unreferenced archive that the next run removes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import hashlib
+import json
+import os
+import re
+import socket
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import IO, Any
+
+import zstandard
+
+from .errors import StoreError
+
+FORMAT = "v1"
+CHUNK = 1 << 20
+STALE_SECONDS = 24 * 3600
+ZSTD_LEVEL = 3
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
+
+
+class CorruptEntry(StoreError):
+    """An archive does not match its record; it has been removed."""
+
+
+@dataclass
+class Entry:
+    key: str
+    target: str
+    repository: str
+    image_id: str
+    archive_sha256: str
+    archive_bytes: int
+    image_bytes: int
+    manifest_sha256: str
+    created: float
+    last_used: float
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def hex(self) -> str:
+        return self.key.removeprefix("sha256:")
+
+
+def _hex(key: str) -> str:
+    hexpart = key.removeprefix("sha256:")
+    if not re.fullmatch(r"[0-9a-f]{64}", hexpart):
+        raise StoreError(f"not a key: {key!r}")
+    return hexpart
+
+
+def iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` so that readers see the old file or the new one, never a part."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600; a shared CI cache dir wants the usual mode
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(path: Path) -> None:
+    with contextlib.suppress(OSError):
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+class _HashingWriter:
+    """A file-like sink that counts and hashes what passes through it."""
+
+    def __init__(self, fh: IO[bytes]) -> None:
+        self.fh = fh
+        self.sha = hashlib.sha256()
+        self.size = 0
+
+    def write(self, data: bytes) -> int:
+        self.sha.update(data)
+        self.size += len(data)
+        return self.fh.write(data)
+
+    def flush(self) -> None:
+        self.fh.flush()
+
+
+class _HashingReader:
+    def __init__(self, fh: IO[bytes]) -> None:
+        self.fh = fh
+        self.sha = hashlib.sha256()
+        self.size = 0
+
+    def read(self, n: int = -1) -> bytes:
+        data = self.fh.read(n)
+        self.sha.update(data)
+        self.size += len(data)
+        return data
+
+
+class DirectoryStore:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.base = root / FORMAT
+        self._ready = False
+
+    def __repr__(self) -> str:
+        return f"DirectoryStore({str(self.root)!r})"
+
+    # --- layout ---------------------------------------------------------------------------------------
+    def _dir(self, name: str) -> Path:
+        return self.base / name
+
+    def archive_path(self, key: str) -> Path:
+        return self._dir("objects") / f"{_hex(key)}.tar.zst"
+
+    def meta_path(self, key: str) -> Path:
+        return self._dir("meta") / f"{_hex(key)}.json"
+
+    def ensure(self) -> None:
+        """Create the layout and remove what killed writers left behind."""
+        if self._ready:
+            return
+        try:
+            for name in ("objects", "meta", "targets", "tmp", "locks"):
+                self._dir(name).mkdir(parents=True, exist_ok=True)
+            probe = self._dir("tmp") / f".probe-{os.getpid()}"
+            probe.write_bytes(b"")
+            probe.unlink()
+        except OSError as exc:
+            raise StoreError(
+                f"store {self.root} is not writable ({exc.strerror}): pass --store DIR or fix its permissions"
+            ) from None
+        self._ready = True
+        self.clean_leftovers()
+
+    # --- locking --------------------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def lock(self, key: str, on_wait: Callable[[], None] | None = None) -> Iterator[None]:
+        """Hold the key's lock. ``on_wait`` is called once if another process holds it."""
+        self.ensure()
+        path = self._dir("locks") / f"{_hex(key)}.lock"
+        with open(path, "a+b") as fh:
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                if on_wait is not None:
+                    on_wait()
+                fcntl.flock(fh, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
+
+    def _try_lock(self, key: str) -> IO[bytes] | None:
+        fh = open(self._dir("locks") / f"{_hex(key)}.lock", "a+b")  # noqa: SIM115
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.close()
+            return None
+        return fh
+
+    # --- reading --------------------------------------------------------------------------------------
+    def get(self, key: str) -> Entry | None:
+        path = self._dir("meta") / f"{_hex(key)}.json"
+        try:
+            data = json.loads(path.read_text())
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError):
+            return None
+        try:
+            return Entry(**data)
+        except TypeError:
+            return None
+
+    def entries(self) -> list[Entry]:
+        if not self._dir("meta").is_dir():
+            return []
+        out = []
+        for path in self._dir("meta").glob("*.json"):
+            entry = self.get("sha256:" + path.stem) if re.fullmatch(r"[0-9a-f]{64}", path.stem) else None
+            if entry is not None:
+                out.append(entry)
+        return sorted(out, key=lambda e: e.last_used, reverse=True)
+
+    @contextlib.contextmanager
+    def open_archive(self, entry: Entry) -> Iterator[Iterator[bytes]]:
+        """The decompressed ``docker save`` stream of an entry, checked as it is read.
+
+        The iterator raises :class:`CorruptEntry` (after removing the entry) when the archive is
+        truncated, damaged, or does not hash to its recorded digest.
+        """
+        path = self.archive_path(entry.key)
+        try:
+            fh = open(path, "rb")  # noqa: SIM115
+        except FileNotFoundError:
+            self.remove(entry.key)
+            raise CorruptEntry(f"archive of {entry.key[:19]} is missing; entry removed") from None
+
+        def chunks() -> Iterator[bytes]:
+            reader = _HashingReader(fh)
+            try:
+                with zstandard.ZstdDecompressor().stream_reader(reader, read_across_frames=True) as stream:  # type: ignore[arg-type]
+                    while chunk := stream.read(CHUNK):
+                        yield chunk
+            except zstandard.ZstdError as exc:
+                self.remove(entry.key)
+                raise CorruptEntry(f"archive of {entry.key[:19]} is damaged ({exc}); entry removed") from None
+            if reader.size != entry.archive_bytes or reader.sha.hexdigest() != entry.archive_sha256:
+                self.remove(entry.key)
+                raise CorruptEntry(f"archive of {entry.key[:19]} does not match its digest; entry removed")
+
+        try:
+            yield chunks()
+        finally:
+            fh.close()
+
+    def touch(self, entry: Entry) -> None:
+        """Record a use (for least-recently-used pruning); best effort."""
+        entry.last_used = time.time()
+        with contextlib.suppress(OSError):
+            atomic_write(self.meta_path(entry.key), json.dumps(asdict(entry), indent=1).encode())
+
+    # --- writing --------------------------------------------------------------------------------------
+    def put(
+        self,
+        key: str,
+        write_into: Callable[[Callable[[bytes], None]], int],
+        *,
+        target: str,
+        repository: str,
+        image_id: str,
+        manifest_sha256: str,
+    ) -> Entry:
+        """Store an archive. ``write_into(sink)`` feeds the ``docker save`` bytes to ``sink`` and
+        returns their count. The caller holds the key's lock."""
+        self.ensure()
+        tmp_name = f"{_hex(key)}.{socket.gethostname()}.{os.getpid()}.{os.urandom(4).hex()}.partial"
+        tmp_path = self._dir("tmp") / tmp_name
+        try:
+            with open(tmp_path, "xb") as fh:
+                sink = _HashingWriter(fh)
+                compressor = zstandard.ZstdCompressor(level=ZSTD_LEVEL, threads=-1, write_checksum=True)
+                with compressor.stream_writer(sink, closefd=False) as zw:  # type: ignore[arg-type]
+                    image_bytes = write_into(zw.write)  # type: ignore[arg-type]
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp_path, self.archive_path(key))
+            _fsync_dir(self._dir("objects"))
+            now = time.time()
+            entry = Entry(
+                key=key,
+                target=target,
+                repository=repository,
+                image_id=image_id,
+                archive_sha256=sink.sha.hexdigest(),
+                archive_bytes=sink.size,
+                image_bytes=image_bytes,
+                manifest_sha256=manifest_sha256,
+                created=now,
+                last_used=now,
+            )
+            atomic_write(self.meta_path(key), json.dumps(asdict(entry), indent=1).encode())
+            return entry
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                tmp_path.unlink()
+            if not self.meta_path(key).exists():
+                with contextlib.suppress(OSError):
+                    self.archive_path(key).unlink()
+            reason = "the disk is full" if exc.errno == errno.ENOSPC else (exc.strerror or str(exc))
+            raise StoreError(
+                f"could not save into store {self.root}: {reason}; the store is unchanged"
+            ) from None
+        except BaseException:
+            with contextlib.suppress(OSError):
+                tmp_path.unlink()
+            raise
+
+    def remove(self, key: str) -> None:
+        """Remove an entry: its record first (so nobody trusts the archive), then the archive."""
+        for path in (self.meta_path(key), self.archive_path(key)):
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+
+    # --- last builds, for `key --why` ---------------------------------------------------------------------
+    def _target_path(self, target_id: str) -> Path:
+        safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", target_id)
+        return self._dir("targets") / f"{safe}.json"
+
+    def record_build(self, target_id: str, key: str, manifest: dict[str, Any]) -> None:
+        self.ensure()
+        data = {"target": target_id, "key": key, "recorded": time.time(), "manifest": manifest}
+        atomic_write(self._target_path(target_id), json.dumps(data, sort_keys=True).encode())
+
+    def last_build(self, target_id: str) -> dict[str, Any] | None:
+        try:
+            data = json.loads(self._target_path(target_id).read_text())
+        except (OSError, ValueError):
+            return None
+        return data if isinstance(data, dict) else None
+
+    # --- housekeeping -----------------------------------------------------------------------------------
+    def clean_leftovers(self) -> list[Path]:
+        """Remove temp files of dead writers and archives that no record points to."""
+        removed: list[Path] = []
+        host = socket.gethostname()
+        now = time.time()
+        for path in self._dir("tmp").glob("*.partial"):
+            parts = path.name.split(".")
+            try:
+                mine, pid = parts[1] == host, int(parts[2])
+                age = now - path.stat().st_mtime
+            except (IndexError, ValueError, OSError):
+                continue
+            if (mine and not _alive(pid)) or age > STALE_SECONDS:
+                with contextlib.suppress(OSError):
+                    path.unlink()
+                    removed.append(path)
+        for path in self._dir("objects").glob("*.tar.zst"):
+            hexpart = path.name.split(".")[0]
+            if not (self._dir("meta") / f"{hexpart}.json").exists():
+                held = self._try_lock("sha256:" + hexpart)
+                if held is None:
+                    continue  # its writer is still at work
+                try:
+                    if not (self._dir("meta") / f"{hexpart}.json").exists():
+                        path.unlink(missing_ok=True)
+                        removed.append(path)
+                finally:
+                    held.close()
+        return removed
+
+    def verify(self) -> list[tuple[Entry, str]]:
+        """Check every archive against its record; damaged entries are removed and reported."""
+        problems: list[tuple[Entry, str]] = []
+        for entry in self.entries():
+            path = self.archive_path(entry.key)
+            try:
+                reader_sha = hashlib.sha256()
+                size = 0
+                with open(path, "rb") as fh:
+                    while chunk := fh.read(CHUNK):
+                        reader_sha.update(chunk)
+                        size += len(chunk)
+                if size != entry.archive_bytes or reader_sha.hexdigest() != entry.archive_sha256:
+                    problems.append((entry, "archive does not match its recorded digest"))
+                    self.remove(entry.key)
+            except FileNotFoundError:
+                problems.append((entry, "archive is missing"))
+                self.remove(entry.key)
+        return problems
+
+    def prune(
+        self,
+        *,
+        max_size: int | None = None,
+        keep: int | None = None,
+        older_than: float | None = None,
+        dry_run: bool = False,
+    ) -> list[Entry]:
+        """Remove least recently used entries until every given limit holds."""
+        entries = self.entries()  # most recently used first
+        doomed: list[Entry] = []
+        now = time.time()
+        total = 0
+        for rank, entry in enumerate(entries):
+            too_old = older_than is not None and now - entry.last_used > older_than
+            too_many = keep is not None and rank >= keep
+            too_big = max_size is not None and total + entry.archive_bytes > max_size
+            if too_old or too_many or too_big:
+                doomed.append(entry)
+            else:
+                total += entry.archive_bytes
+        if not dry_run:
+            for entry in doomed:
+                held = self._try_lock(entry.key)
+                if held is None:
+                    continue
+                try:
+                    self.remove(entry.key)
+                finally:
+                    held.close()
+        return doomed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

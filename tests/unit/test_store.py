@@ -1,0 +1,148 @@
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import asdict
+from pathlib import Path
+
+import pytest
+
+from stagecache.errors import StoreError
+from stagecache.store import CorruptEntry, DirectoryStore, atomic_write
+
+KEY_A = "sha256:" + "a" * 64
+KEY_B = "sha256:" + "b" * 64
+KEY_C = "sha256:" + "c" * 64
+
+
+def writer(payload: bytes) -> Callable[[Callable[[bytes], None]], int]:
+    def write_into(sink: Callable[[bytes], None]) -> int:
+        for i in range(0, len(payload), 1000):
+            sink(payload[i : i + 1000])
+        return len(payload)
+
+    return write_into
+
+
+def put(store: DirectoryStore, key: str, payload: bytes) -> None:
+    store.put(key, writer(payload), target="t", repository="r", image_id="sha256:img", manifest_sha256="m")
+
+
+def read(store: DirectoryStore, key: str) -> bytes:
+    entry = store.get(key)
+    assert entry is not None
+    with store.open_archive(entry) as chunks:
+        return b"".join(chunks)
+
+
+def test_round_trip_compresses(tmp_path: Path) -> None:
+    store = DirectoryStore(tmp_path)
+    payload = b"layer data " * 50_000
+    put(store, KEY_A, payload)
+    assert read(store, KEY_A) == payload
+    entry = store.get(KEY_A)
+    assert entry is not None
+    assert entry.image_bytes == len(payload)
+    assert entry.archive_bytes < len(payload) / 10
+    assert store.verify() == []
+
+
+def test_damaged_archive_is_detected_and_removed(tmp_path: Path) -> None:
+    store = DirectoryStore(tmp_path)
+    put(store, KEY_A, os.urandom(200_000))
+    archive = store.archive_path(KEY_A)
+    data = bytearray(archive.read_bytes())
+    data[100] ^= 1
+    archive.write_bytes(bytes(data))
+    with pytest.raises(CorruptEntry):
+        read(store, KEY_A)
+    assert store.get(KEY_A) is None
+    assert not archive.exists()
+
+
+def test_truncated_archive_is_detected(tmp_path: Path) -> None:
+    store = DirectoryStore(tmp_path)
+    put(store, KEY_A, os.urandom(200_000))
+    archive = store.archive_path(KEY_A)
+    archive.write_bytes(archive.read_bytes()[:5000])
+    with pytest.raises(CorruptEntry):
+        read(store, KEY_A)
+
+
+def test_failed_write_leaves_store_unchanged(tmp_path: Path) -> None:
+    store = DirectoryStore(tmp_path)
+    put(store, KEY_A, b"kept")
+
+    def failing(sink: Callable[[bytes], None]) -> int:
+        sink(b"partial data")
+        raise OSError(28, "No space left on device")
+
+    with pytest.raises(StoreError, match="the disk is full; the store is unchanged"):
+        store.put(KEY_B, failing, target="t", repository="r", image_id="i", manifest_sha256="m")
+    assert [e.key for e in store.entries()] == [KEY_A]
+    assert list((tmp_path / "v1/tmp").iterdir()) == []
+    assert not store.archive_path(KEY_B).exists()
+
+
+def test_leftovers_of_dead_writers_are_cleaned(tmp_path: Path) -> None:
+    store = DirectoryStore(tmp_path)
+    store.ensure()
+    dead = tmp_path / f"v1/tmp/{'b' * 64}.{socket.gethostname()}.999999999.abcd.partial"
+    dead.write_bytes(b"half")
+    alive = tmp_path / f"v1/tmp/{'c' * 64}.{socket.gethostname()}.{os.getpid()}.abcd.partial"
+    alive.write_bytes(b"in progress")
+    orphan = store.archive_path(KEY_C)
+    orphan.write_bytes(b"archive without a record")
+    removed = DirectoryStore(tmp_path).clean_leftovers()
+    assert dead in removed
+    assert orphan in removed
+    assert alive.exists()
+
+
+def test_prune_least_recently_used_first(tmp_path: Path) -> None:
+    store = DirectoryStore(tmp_path)
+    for key in (KEY_A, KEY_B, KEY_C):
+        put(store, key, os.urandom(10_000))
+        time.sleep(0.01)
+    entry_a = store.get(KEY_A)
+    assert entry_a is not None
+    store.touch(entry_a)  # A is now the most recently used
+    size = store.get(KEY_B).archive_bytes  # type: ignore[union-attr]
+    removed = store.prune(max_size=2 * size + 100)
+    assert [e.key for e in removed] == [KEY_B]
+    assert {e.key for e in store.entries()} == {KEY_A, KEY_C}
+    assert [e.key for e in store.prune(keep=1)] == [KEY_C]
+    assert [e.key for e in store.entries()] == [KEY_A]
+
+
+def test_prune_older_than(tmp_path: Path) -> None:
+    store = DirectoryStore(tmp_path)
+    put(store, KEY_A, b"a")
+    put(store, KEY_B, b"b")
+    old = store.get(KEY_A)
+    assert old is not None
+    old.last_used = time.time() - 3 * 86400
+    atomic_write(store.meta_path(KEY_A), json.dumps(asdict(old)).encode())
+    assert [e.key for e in store.prune(older_than=86400, dry_run=True)] == [KEY_A]
+    assert len(store.entries()) == 2  # a dry run removes nothing
+    store.prune(older_than=86400)
+    assert [e.key for e in store.entries()] == [KEY_B]
+
+
+def test_unwritable_store_is_a_clear_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    with pytest.raises(StoreError, match="is not writable"):
+        DirectoryStore(blocker / "store").ensure()
+
+
+def test_records_last_build(tmp_path: Path) -> None:
+    store = DirectoryStore(tmp_path)
+    store.record_build("repo__t", KEY_A, {"files": []})
+    last = store.last_build("repo__t")
+    assert last is not None
+    assert last["key"] == KEY_A
+    assert store.last_build("other") is None
