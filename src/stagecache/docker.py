@@ -111,6 +111,8 @@ class ImageInfo:
     os: str
     architecture: str
     size: int
+    cmd: tuple[str, ...] = ()
+    entrypoint: tuple[str, ...] = ()
 
     @classmethod
     def from_inspect(cls, data: Mapping[str, Any]) -> ImageInfo:
@@ -123,6 +125,8 @@ class ImageInfo:
             os=data.get("Os", ""),
             architecture=data.get("Architecture", ""),
             size=int(data.get("Size") or 0),
+            cmd=tuple(config.get("Cmd") or ()),
+            entrypoint=tuple(config.get("Entrypoint") or ()),
         )
 
 
@@ -265,3 +269,71 @@ class Docker:
             )
         data: dict[str, Any] = json.loads(done.stdout)
         return data
+
+    def compose(self, project: Compose, *args: str, capture: bool = True, check: bool = True) -> Completed:
+        """``docker compose -p NAME -f FILE… ARGS``."""
+        base = ["compose", "--project-directory", str(project.directory), "--project-name", project.name]
+        for f in project.files:
+            base += ["-f", str(f)]
+        return self._run(*base, *args, capture=capture, check=check)
+
+    def compose_ps(self, project: Compose) -> list[dict[str, Any]]:
+        """The project's containers (all states), as ``docker compose ps --format json`` lists them."""
+        done = self.compose(project, "ps", "--all", "--format", "json", check=False)
+        text = done.stdout.strip()
+        if not text:
+            return []
+        if text.startswith("["):
+            rows: list[dict[str, Any]] = json.loads(text)
+            return rows
+        return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+    def health_log(self, container: str) -> str:
+        """The last healthcheck output of a container ('' when it has none)."""
+        done = self._run("inspect", "--format", "{{json .State.Health}}", container, check=False)
+        try:
+            health = json.loads(done.stdout) if done.returncode == 0 else None
+        except ValueError:
+            return ""
+        if not health or not health.get("Log"):
+            return ""
+        last = health["Log"][-1]
+        return f"exit {last.get('ExitCode')}: {str(last.get('Output', '')).strip()}"
+
+    def project_leftovers(self, project_name: str) -> dict[str, list[str]]:
+        """Containers, networks and volumes still labelled with a compose project name."""
+        label = f"label=com.docker.compose.project={project_name}"
+        out: dict[str, list[str]] = {}
+        for kind, args in (
+            ("containers", ["ps", "--all", "--quiet", "--filter", label]),
+            ("networks", ["network", "ls", "--quiet", "--filter", label]),
+            ("volumes", ["volume", "ls", "--quiet", "--filter", label]),
+        ):
+            out[kind] = self._run(*args).stdout.split()
+        return out
+
+    def run_container(self, image: str, command: Sequence[str], options: Sequence[str]) -> int:
+        """``docker run --rm OPTIONS IMAGE COMMAND`` attached to the terminal; returns its exit code."""
+        return self._run("run", "--rm", *options, image, *command, capture=False, check=False).returncode
+
+    def capture_in(self, image: str, entrypoint: str, command: Sequence[str]) -> Completed:
+        """Run a short command in a throwaway container of ``image`` and capture its output."""
+        options = [
+            "--rm",
+            "--network",
+            "none",
+            "--entrypoint",
+            entrypoint,
+            "--label",
+            f"{LABEL_PREFIX}.probe=1",
+        ]
+        return self._run("run", *options, image, *command, check=False)
+
+
+@dataclass(frozen=True)
+class Compose:
+    """A compose project: its files, directory and the project name to run it under."""
+
+    files: tuple[Path, ...]
+    directory: Path
+    name: str

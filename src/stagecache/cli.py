@@ -1,0 +1,478 @@
+"""The command line: parse arguments, call one library function per command, print, return an exit code.
+
+Errors from the library become a one-line message here, in one place (:func:`main`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import re
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, TextIO
+
+from . import __version__
+from . import key as keys
+from .config import Settings, Target
+from .docker import Docker
+from .errors import ConfigError, ExitCode, StagecacheError
+from .project import Options, cache_dir, load, open_store
+from .resolve import Resolver, Result, target_id
+from .store import DirectoryStore, iso
+from .vcs import commit_sha
+
+log = logging.getLogger("stagecache")
+
+
+# --- terminal output ------------------------------------------------------------------------------------
+class TerminalReporter:
+    """Progress on stderr: a line per step, a self-updating line for byte transfers on a terminal."""
+
+    def __init__(self, stream: TextIO, *, quiet: bool = False) -> None:
+        self.stream = stream
+        self.quiet = quiet
+        self.tty = stream.isatty()
+        self.color = self.tty and not os.environ.get("NO_COLOR")
+        self._last_transfer = 0.0
+
+    def _paint(self, text: str, code: str) -> str:
+        return f"\033[{code}m{text}\033[0m" if self.color else text
+
+    def step(self, target: str, message: str) -> None:
+        if not self.quiet:
+            print(f"{self._paint(target, '1')}: {message}", file=self.stream, flush=True)
+
+    def warn(self, message: str) -> None:
+        print(f"{self._paint('warning', '33')}: {message}", file=self.stream, flush=True)
+
+    def transfer(self, label: str, done: int, total: int | None) -> None:
+        if self.quiet or not self.tty:
+            return
+        now = time.monotonic()
+        finished = total is not None and done >= total
+        if not finished and now - self._last_transfer < 0.1:
+            return
+        self._last_transfer = now
+        of = f" of {total / 1e6:.0f} MB" if total else ""
+        end = "\n" if finished else ""
+        print(f"\r  {label}: {done / 1e6:.0f} MB{of}\033[K", end=end, file=self.stream, flush=True)
+
+
+def _table(rows: list[list[str]], out: TextIO) -> None:
+    if not rows:
+        return
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip(), file=out)
+
+
+def _short(key: str) -> str:
+    return key[:19]
+
+
+# --- commands -------------------------------------------------------------------------------------------
+def _settings(args: argparse.Namespace, docker: Docker) -> Settings:
+    opts = Options(
+        project_dir=Path(args.project_dir),
+        compose_files=args.compose_file or (),
+        dockerfile=args.file,
+        context=args.context,
+        build_args=_build_args(args.build_arg or []),
+        store=args.store,
+        repository=getattr(args, "repository", None),
+    )
+    return load(opts, docker)
+
+
+def _build_args(items: list[str]) -> dict[str, str]:
+    out = {}
+    for item in items:
+        name, eq, value = item.partition("=")
+        if not name:
+            raise ConfigError(
+                f"--build-arg {item!r}: write NAME=VALUE (or NAME to take it from the environment)"
+            )
+        if not eq:
+            if name not in os.environ:
+                continue  # docker build skips a bare NAME that is not set
+            value = os.environ[name]
+        out[name] = value
+    return out
+
+
+def _resolver(settings: Settings, docker: Docker, reporter: TerminalReporter, use_store: bool) -> Resolver:
+    store = open_store(settings) if use_store else None
+    if store is not None:
+        store.ensure()
+    return Resolver(
+        docker=docker,
+        store=store,
+        reporter=reporter,
+        secret_patterns=settings.secret_patterns,
+        digest_cache_dir=cache_dir() / "digests",
+    )
+
+
+def cmd_key(args: argparse.Namespace, docker: Docker, reporter: TerminalReporter, out: TextIO) -> int:
+    docker.server_version()
+    settings = _settings(args, docker)
+    (target,) = settings.select([args.target] if args.target else settings.defaults[:1] or _first(settings))
+    resolver = _resolver(settings, docker, reporter, use_store=False)
+    key, found = resolver.key(target)
+    if args.json:
+        json.dump(
+            {"target": target.name, "key": key, "manifest": found.public}, out, indent=2, sort_keys=True
+        )
+        print(file=out)
+    elif args.explain:
+        _explain(target, key, found.public, out)
+    elif args.why:
+        last = open_store(settings).last_build(target_id(target))
+        if last is None:
+            print(f"{target.name}: no recorded build to compare with; key {key}", file=out)
+            return ExitCode.OK
+        if last.get("key") == key:
+            print(f"{target.name}: unchanged since the last build ({_short(key)})", file=out)
+            return ExitCode.OK
+        changes = keys.diff(last.get("manifest", {}), found.public)
+        print(f"{target.name}: {_short(str(last.get('key')))} -> {_short(key)}; what changed:", file=out)
+        for line in changes.lines() or ["(a change the manifest cannot name, e.g. a secret build arg)"]:
+            print(f"  {line}", file=out)
+    else:
+        print(key, file=out)
+    return ExitCode.OK
+
+
+def _first(settings: Settings) -> list[str]:
+    if len(settings.targets) == 1:
+        return list(settings.targets)
+    raise ConfigError(f"name a target; targets: {', '.join(sorted(settings.targets))}")
+
+
+def _explain(target: Target, key: str, manifest: dict[str, Any], out: TextIO) -> None:
+    print(f"target   {target.name} (stage {manifest['target']}, {manifest['platform']})", file=out)
+    print(f"key      {key}", file=out)
+    print(
+        f"stages   {' -> '.join(s['name'] + ' (from ' + s['from'] + ')' for s in manifest['stages'])}",
+        file=out,
+    )
+    for ref, ident in sorted(manifest["images"].items()):
+        print(f"image    {ref} = {ident}", file=out)
+    for name, value in sorted(manifest["args"].items()):
+        print(f"arg      {name}={value}", file=out)
+    files = manifest["files"]
+    print(f"files    {len(files)} entries from the context", file=out)
+    for path, kind, mode, detail in files:
+        shown = detail[:12] if kind == "file" else (f"-> {detail}" if kind == "symlink" else "")
+        print(f"  {kind:7} {mode:>6}  {shown:14} {path}", file=out)
+    for reason in manifest.get("uncacheable", []):
+        print(f"uncacheable  {reason}", file=out)
+
+
+def cmd_build(args: argparse.Namespace, docker: Docker, reporter: TerminalReporter, out: TextIO) -> int:
+    docker.server_version()
+    settings = _settings(args, docker)
+    targets = settings.select(args.targets)
+    resolver = _resolver(settings, docker, reporter, use_store=not args.no_store)
+    sha = None if args.no_commit_tag else commit_sha(settings.root)
+    results: list[Result] = []
+    for target in targets:
+        tags = list(args.tag or [])
+        if sha:
+            tags.append(f"{target.repository}:{sha}")
+        if target.image:
+            tags.append(target.image)
+        result = resolver.resolve(target, tags=tags, rebuild=args.rebuild, save=not args.no_store,
+                                  quiet_build=args.quiet)  # fmt: skip
+        results.append(result)
+        if not args.json:
+            reporter.step(target.name, "done")
+            print(
+                f"{result.target}  {result.outcome:6}  {_short(result.key)}  {result.seconds:6.2f}s  "
+                + " ".join(result.tags),
+                file=out,
+                flush=True,
+            )
+    if resolver.store is not None and settings.store_max_size is not None:
+        for entry in resolver.store.prune(max_size=settings.store_max_size):
+            reporter.warn(
+                f"store over {settings.store_max_size} bytes: removed {_short(entry.key)} ({entry.target})"
+            )
+    if args.json:
+        json.dump([r.as_json() for r in results], out, indent=2)
+        print(file=out)
+    return ExitCode.OK
+
+
+def cmd_store(args: argparse.Namespace, docker: Docker, reporter: TerminalReporter, out: TextIO) -> int:
+    root = args.store or os.environ.get("STAGECACHE_STORE")
+    if root:
+        store = DirectoryStore(Path(root).expanduser().resolve())
+    else:
+        settings = Settings(root=Path(args.project_dir).resolve(), targets={}, defaults=[])
+        from .config import read_tool_table, resolve_path
+
+        tool = read_tool_table(settings.root)
+        store = DirectoryStore(
+            resolve_path(settings.root, tool["store"]) if "store" in tool else cache_dir() / "store"
+        )
+    store.ensure()
+    if args.store_command == "ls":
+        entries = store.entries()
+        if args.json:
+            json.dump([vars(e) for e in entries], out, indent=2)
+            print(file=out)
+            return ExitCode.OK
+        rows = [["KEY", "TARGET", "REPOSITORY", "SIZE", "IMAGE SIZE", "CREATED", "LAST USED"]]
+        for e in entries:
+            rows.append([_short(e.key), e.target, e.repository, _mb(e.archive_bytes), _mb(e.image_bytes),
+                         iso(e.created), iso(e.last_used)])  # fmt: skip
+        _table(rows, out)
+        total = sum(e.archive_bytes for e in entries)
+        print(f"{len(entries)} entries, {_mb(total)} in {store.root}", file=out)
+    elif args.store_command == "prune":
+        if args.max_size is None and args.keep is None and args.older_than is None:
+            raise ConfigError("store prune: give --max-size, --keep or --older-than")
+        from .config import parse_size
+
+        removed = store.prune(
+            max_size=parse_size(args.max_size, "--max-size") if args.max_size is not None else None,
+            keep=args.keep,
+            older_than=parse_duration(args.older_than) if args.older_than is not None else None,
+            dry_run=args.dry_run,
+        )
+        verb = "would remove" if args.dry_run else "removed"
+        for e in removed:
+            print(f"{verb} {_short(e.key)}  {e.target}  {_mb(e.archive_bytes)}", file=out)
+        print(f"{verb} {len(removed)} entries, {_mb(sum(e.archive_bytes for e in removed))}", file=out)
+    elif args.store_command == "verify":
+        problems = store.verify()
+        for entry, problem in problems:
+            print(f"{_short(entry.key)}  {entry.target}: {problem}; removed", file=out)
+        print(f"{len(store.entries())} entries ok, {len(problems)} damaged and removed", file=out)
+        return ExitCode.FAILED if problems else ExitCode.OK
+    return ExitCode.OK
+
+
+def _mb(n: int) -> str:
+    return f"{n / 1e6:.1f} MB"
+
+
+def parse_duration(text: str) -> float:
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*", text.lower())
+    if not match:
+        raise ConfigError(f"--older-than {text!r}: write e.g. 30m, 12h, 7d or 2w")
+    unit = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}[match.group(2)]
+    return float(match.group(1)) * unit
+
+
+def _pick(settings: Settings, given: str | None, key: str, stage: str, what: str) -> Target:
+    """The target a command works on: as named, else as configured, else the one built for ``stage``."""
+    name = given or settings.tool.get(key)
+    if name:
+        (target,) = settings.select([str(name)])
+        return target
+    matches = [t for t in settings.targets.values() if (t.spec.stage or "").lower() == stage]
+    if len(matches) == 1:
+        return matches[0]
+    raise ConfigError(
+        f"name the {what} (or set [tool.stagecache] {key}); targets: {', '.join(sorted(settings.targets))}"
+    )
+
+
+def cmd_test(args: argparse.Namespace, docker: Docker, reporter: TerminalReporter, out: TextIO) -> int:
+    from .testrun import HostNetwork, TestRunner
+
+    docker.server_version()
+    settings = _settings(args, docker)
+    resolver = _resolver(settings, docker, reporter, use_store=not args.no_store)
+    runner = TestRunner(docker=docker, resolver=resolver, reporter=reporter)
+    results = Path(args.results).resolve() if args.results else None
+    env = _env(args.env or [])
+    tty = sys.stdin.isatty() and sys.stdout.isatty()
+    target = _pick(settings, args.service, "test-service", "dev", "test service")
+    if settings.compose_files and not (args.network_host or args.add_host):
+        outcome = runner.run_compose(settings, target.name, extra_args=args.extra, results=results,
+                                     wait_timeout=args.wait_timeout, tty=tty,
+                                     env={k: v for k, v in env.items() if v is not None})  # fmt: skip
+    else:
+        network = HostNetwork(host_network=args.network_host, add_hosts=args.add_host or ())
+        outcome = runner.run_plain(target, extra_args=args.extra, results=results, network=network, env=env,
+                                   tty=tty)  # fmt: skip
+    verdict = "passed" if outcome.exit_code == 0 else f"failed (exit {outcome.exit_code})"
+    junit = f", report {outcome.junit}" if outcome.junit else ""
+    print(f"{outcome.service}: tests {verdict} in {outcome.seconds:.1f}s{junit}", file=out)
+    return outcome.exit_code
+
+
+def _env(items: list[str]) -> dict[str, str | None]:
+    """``-e NAME=VALUE`` sets a value; ``-e NAME`` passes the caller's value through, as docker does."""
+    out: dict[str, str | None] = {}
+    for item in items:
+        name, eq, value = item.partition("=")
+        out[name] = value if eq else os.environ.get(name)
+    return out
+
+
+def cmd_run(args: argparse.Namespace, docker: Docker, reporter: TerminalReporter, out: TextIO) -> int:
+    import uuid
+
+    from .docker import Compose
+    from .testrun import TestRunner
+
+    docker.server_version()
+    settings = _settings(args, docker)
+    if not settings.compose_files:
+        raise ConfigError("stagecache run needs a compose file (docker-compose.yml or compose.yaml)")
+    target = _pick(settings, args.service, "run-service", "prod", "service to run")
+    resolver = _resolver(settings, docker, reporter, use_store=not args.no_store)
+    services = settings.compose_data.get("services") or {}
+    deps = sorted(services.get(target.name, {}).get("depends_on") or {})
+    TestRunner(docker=docker, resolver=resolver, reporter=reporter).images_for(settings, [target.name, *deps])
+    project = Compose(
+        tuple(settings.compose_files), settings.root, f"sc-run-{target.name}-{uuid.uuid4().hex[:8]}"
+    )
+    reporter.step(target.name, f"starting (project {project.name}); Ctrl-C stops it")
+    try:
+        code = docker.compose(project, "up", "--no-build", "--abort-on-container-exit", target.name,
+                              capture=False, check=False).returncode  # fmt: skip
+    except KeyboardInterrupt:
+        code = 0
+    finally:
+        reporter.step(target.name, "stopping and removing containers, networks and volumes")
+        docker.compose(project, "down", "--volumes", "--remove-orphans", "--timeout", "10", check=False)
+    return code
+
+
+def cmd_check_prod(args: argparse.Namespace, docker: Docker, reporter: TerminalReporter, out: TextIO) -> int:
+    from . import checkprod
+
+    docker.server_version()
+    settings = _settings(args, docker)
+    prod = _pick(settings, args.target, "prod-target", "prod", "prod target")
+    resolver = _resolver(settings, docker, reporter, use_store=not args.no_store)
+    prod_result = resolver.resolve(prod, tags=[prod.image] if prod.image else [])
+    root = prod.spec.context if (prod.spec.context / "pyproject.toml").exists() else settings.root
+    dev = checkprod.dev_only_packages(root, [str(n) for n in settings.tool.get("dev-packages", [])])
+    report = checkprod.check(docker, prod_result.image, dev)
+    dev_targets = [t for t in settings.targets.values() if (t.spec.stage or "").lower() == "dev"]
+    images = {prod.name: prod_result.image}
+    for target in dev_targets[:1]:
+        images[target.name] = resolver.resolve(target, tags=[target.image] if target.image else []).image
+    sizes = checkprod.sizes(docker, list(images.values()))
+    print(f"dev-only packages: {len(dev.names)} (from {dev.source})", file=out)
+    _table([["TARGET", "IMAGE", "SIZE"]] + [[name, image.split(":sc-")[0] + ":" + image[-12:],
+            _mb(sizes.get(image, 0))] for name, image in images.items()], out)  # fmt: skip
+    if report.clean:
+        print(
+            f"{prod.name}: clean: none of the {report.installed_count} installed distributions is dev-only",
+            file=out,
+        )
+        return ExitCode.OK
+    print(f"{prod.name}: {len(report.found)} dev-only package(s) in the prod image:", file=out)
+    for pkg in report.found:
+        print(f"  {pkg.name} {pkg.version}  ({pkg.location})", file=out)
+    return ExitCode.FAILED
+
+
+# --- parser ---------------------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="stagecache",
+        description="Content-addressed builds of Dockerfile targets: a hit costs a retag, a miss builds "
+        "with BuildKit and keeps the image in a store.",
+    )
+    parser.add_argument("--version", action="version", version=f"stagecache {__version__}")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("-C", "--project-dir", default=".", help="the project (compose file, pyproject.toml)")
+    common.add_argument("--compose-file", action="append", metavar="FILE", help="compose file(s) to read")
+    common.add_argument("-f", "--file", metavar="DOCKERFILE", help="a Dockerfile, without a compose file")
+    common.add_argument("--context", metavar="DIR", help="the build context with -f (default: the project)")
+    common.add_argument("--build-arg", action="append", metavar="NAME=VALUE", help="override a build arg")
+    common.add_argument("--store", metavar="DIR", help="the store directory (env STAGECACHE_STORE)")
+    common.add_argument("-q", "--quiet", action="store_true", help="only results and errors")
+    common.add_argument("-v", "--verbose", action="store_true", help="log every docker command")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("key", parents=[common], help="print the key of a target, or explain it")
+    p.add_argument("target", nargs="?", help="a compose service with build:, or a stage with -f")
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--json", action="store_true", help="the whole input manifest as JSON")
+    mode.add_argument("--explain", action="store_true", help="the inputs, for a person")
+    mode.add_argument("--why", action="store_true", help="what changed since the target's last build")
+    p.set_defaults(func=cmd_key)
+
+    p = sub.add_parser("build", parents=[common], help="get each target's image: retag, load or build")
+    p.add_argument("targets", nargs="*", metavar="TARGET", help="default: every configured target")
+    p.add_argument("-t", "--tag", action="append", metavar="NAME:TAG", help="also tag the image")
+    p.add_argument("--rebuild", action="store_true", help="build even on a hit")
+    p.add_argument("--no-store", action="store_true", help="neither read nor write the store")
+    p.add_argument("--no-commit-tag", action="store_true", help="do not tag with the commit SHA")
+    p.add_argument("--repository", help="image repository for key tags (default: from compose)")
+    p.add_argument("--json", action="store_true", help="print results as JSON")
+    p.set_defaults(func=cmd_build)
+
+    p = sub.add_parser("test", parents=[common], help="run the tests inside the dev image, with services")
+    p.add_argument("service", nargs="?", help="the test service (default: [tool.stagecache] test-service)")
+    p.add_argument("--results", metavar="DIR", help="write JUnit XML here")
+    p.add_argument("--wait-timeout", type=int, default=120, metavar="S", help="seconds to wait for services")
+    p.add_argument("-e", "--env", action="append", metavar="NAME[=VALUE]", help="set or pass a variable")
+    p.add_argument("--network-host", action="store_true", help="no compose: share the host's network")
+    p.add_argument(
+        "--add-host", action="append", metavar="NAME", help="no compose: NAME resolves to the host"
+    )
+    p.add_argument("--no-store", action="store_true", help="neither read nor write the store")
+    p.set_defaults(func=cmd_test, extra=[])
+
+    p = sub.add_parser("run", parents=[common], help="run the prod service and its dependencies")
+    p.add_argument("service", nargs="?", help="default: the service built for the prod stage")
+    p.add_argument("--no-store", action="store_true", help="neither read nor write the store")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("check-prod", parents=[common], help="fail if the prod image holds a dev-only package")
+    p.add_argument("target", nargs="?", help="default: the target built for the prod stage")
+    p.add_argument("--no-store", action="store_true", help="neither read nor write the store")
+    p.set_defaults(func=cmd_check_prod)
+
+    p = sub.add_parser("store", parents=[common], help="list, prune or verify the store")
+    store_sub = p.add_subparsers(dest="store_command", required=True, metavar="ACTION")
+    ls = store_sub.add_parser("ls", help="list entries, most recently used first")
+    ls.add_argument("--json", action="store_true")
+    prune = store_sub.add_parser("prune", help="remove least recently used entries")
+    prune.add_argument("--max-size", metavar="SIZE", help="keep the store under SIZE (e.g. 5GB)")
+    prune.add_argument("--keep", type=int, metavar="N", help="keep the N most recently used")
+    prune.add_argument("--older-than", metavar="AGE", help="remove entries unused for AGE (e.g. 7d)")
+    prune.add_argument("--dry-run", action="store_true", help="say what would go")
+    store_sub.add_parser("verify", help="check every archive against its digest")
+    p.set_defaults(func=cmd_store)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
+    out = out or sys.stdout
+    parser = build_parser()
+    words = list(sys.argv[1:] if argv is None else argv)
+    extra: list[str] = []
+    if "--" in words:  # `stagecache test -- -k slow`: what follows goes to the test command
+        cut = words.index("--")
+        words, extra = words[:cut], words[cut + 1 :]
+    args = parser.parse_args(words)
+    if extra and not hasattr(args, "extra"):
+        parser.error(f"{args.command} takes no arguments after --")
+    if hasattr(args, "extra"):
+        args.extra = extra
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, format="%(message)s")
+    reporter = TerminalReporter(sys.stderr, quiet=args.quiet)
+    try:
+        return int(args.func(args, Docker(), reporter, out))
+    except StagecacheError as exc:
+        print(f"stagecache: error: {exc}", file=sys.stderr)
+        return int(exc.exit_code)
+    except KeyboardInterrupt:
+        print("stagecache: interrupted", file=sys.stderr)
+        return int(ExitCode.INTERRUPTED)

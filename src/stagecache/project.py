@@ -1,0 +1,96 @@
+"""Put a project's configuration together: compose file, then ``[tool.stagecache]``, then flags."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import platformdirs
+
+from . import config as cfg
+from .docker import Docker
+from .errors import ConfigError
+from .inputs import DEFAULT_SECRET_PATTERNS
+from .store import DirectoryStore
+
+
+@dataclass
+class Options:
+    """What the command line says about the project (None: not given)."""
+
+    project_dir: Path = field(default_factory=Path.cwd)
+    compose_files: Sequence[str] = ()
+    dockerfile: str | None = None
+    context: str | None = None
+    build_args: Mapping[str, str] = field(default_factory=dict)
+    store: str | None = None
+    repository: str | None = None
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("STAGECACHE_CACHE_DIR") or platformdirs.user_cache_dir("stagecache"))
+
+
+def load(opts: Options, docker: Docker) -> cfg.Settings:
+    root = opts.project_dir.resolve()
+    if not root.is_dir():
+        raise ConfigError(f"{opts.project_dir}: project directory not found")
+    tool = cfg.read_tool_table(root)
+    tool_args = {str(k): str(v) for k, v in tool.get("build-args", {}).items()}
+
+    given_compose = list(opts.compose_files) or _as_list(tool.get("compose-file"))
+    compose_files = [] if opts.dockerfile else cfg.find_compose_files(root, given_compose)
+    settings = cfg.Settings(
+        root=root, targets={}, defaults=[str(t) for t in tool.get("targets", [])], tool=tool
+    )
+    if compose_files:
+        data = docker.compose_config(compose_files, root)
+        settings.compose_files = compose_files
+        settings.compose_project = str(data.get("name") or root.name)
+        settings.compose_data = data
+        targets = cfg.targets_from_compose(data, compose_files[0])
+    else:
+        dockerfile = (
+            _path(opts.dockerfile, Path.cwd()) or _path(tool.get("dockerfile"), root) or root / "Dockerfile"
+        )
+        context = _path(opts.context, Path.cwd()) or _path(tool.get("context"), root) or root
+        if not context.is_dir():
+            raise ConfigError(f"{context}: build context not found: check --context")
+        if not dockerfile.is_file():
+            raise ConfigError(f"{dockerfile}: no such Dockerfile: pass -f/--file or add a compose file")
+        repository = opts.repository or tool.get("repository")
+        targets, last = cfg.targets_from_dockerfile(root, dockerfile, context, repository)
+        settings.defaults = settings.defaults or [last]
+    settings.targets = {
+        name: replace(
+            t,
+            spec=replace(t.spec, build_args={**tool_args, **t.spec.build_args, **opts.build_args}),
+            repository=opts.repository or t.repository,
+        )
+        for name, t in targets.items()
+    }
+    store = opts.store or os.environ.get("STAGECACHE_STORE") or tool.get("store")
+    settings.store = cfg.resolve_path(root, store) if store else cache_dir() / "store"
+    if "store-max-size" in tool:
+        settings.store_max_size = cfg.parse_size(tool["store-max-size"], f"{root}/pyproject.toml")
+    settings.secret_patterns = tuple(str(p) for p in tool.get("secret-args", DEFAULT_SECRET_PATTERNS))
+    return settings
+
+
+def open_store(settings: cfg.Settings) -> DirectoryStore:
+    assert settings.store is not None
+    return DirectoryStore(settings.store)
+
+
+def _as_list(value: object) -> list[str]:
+    if value is None:
+        return []
+    return [str(v) for v in value] if isinstance(value, list) else [str(value)]
+
+
+def _path(value: object, base: Path) -> Path | None:
+    if value is None:
+        return None
+    return (base / os.path.expanduser(str(value))).resolve()

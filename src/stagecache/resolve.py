@@ -1,0 +1,293 @@
+"""Get the image of a target for its key: a daemon hit costs a retag, a store hit a load, a miss a build.
+
+    daemon has <repository>:sc-<key>      -> tag it, done (no load, no save)
+    store has the key                      -> stream the archive into `docker load`, checked as it goes
+    otherwise                              -> BuildKit builds the target, the image is saved into the store
+
+Builders of one key take the key's lock in the store, so a second process waits for the first and then
+finds the image instead of building it again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from . import inputs as inp
+from . import key as keys
+from .config import Target
+from .digests import DigestCache
+from .docker import LABEL_PREFIX, Docker
+from .errors import BuildError, ConfigError, StoreError
+from .progress import Reporter, Silent
+from .store import CorruptEntry, DirectoryStore
+
+Outcome = Literal["daemon", "store", "built"]
+
+
+@dataclass
+class Result:
+    target: str
+    key: str
+    image: str  # the key tag, <repository>:sc-<hex>
+    image_id: str
+    outcome: Outcome
+    seconds: float
+    tags: list[str] = field(default_factory=list)
+    cacheable: bool = True
+    stored: bool = False
+
+    def as_json(self) -> dict[str, object]:
+        return {
+            "target": self.target,
+            "key": self.key,
+            "image": self.image,
+            "image_id": self.image_id,
+            "outcome": self.outcome,
+            "seconds": round(self.seconds, 3),
+            "tags": self.tags,
+            "cacheable": self.cacheable,
+            "stored": self.stored,
+        }
+
+
+@dataclass
+class Resolver:
+    docker: Docker
+    store: DirectoryStore | None
+    reporter: Reporter = field(default_factory=Silent)
+    secret_patterns: Sequence[str] = inp.DEFAULT_SECRET_PATTERNS
+    digest_cache_dir: Path | None = None
+    _platform: str | None = None
+    _image_ids: dict[str, str] = field(default_factory=dict)
+
+    # --- keys -----------------------------------------------------------------------------------------
+    def platform(self) -> str:
+        if self._platform is None:
+            self._platform = self.docker.platform()
+        return self._platform
+
+    def image_id(self, ref: str) -> str:
+        """The identity of an external image: its ID in the daemon (pulled first if absent)."""
+        if ref not in self._image_ids:
+            info = self.docker.image_inspect(ref)
+            if info is None:
+                self.reporter.warn(f"base image {ref} is not in the Docker engine; pulling it")
+                done = self.docker.runner([self.docker.binary, "pull", "--quiet", ref], check=False)
+                info = self.docker.image_inspect(ref) if done.returncode == 0 else None
+                if info is None:
+                    detail = done.stderr.strip().splitlines()[-1] if done.stderr.strip() else "pull failed"
+                    raise ConfigError(
+                        f"base image {ref!r} is not available ({detail}): pull or build it first"
+                    )
+            self._image_ids[ref] = info.id
+        return self._image_ids[ref]
+
+    def inputs(self, target: Target) -> inp.Inputs:
+        cache = None
+        if self.digest_cache_dir is not None:
+            where = hashlib.sha256(str(target.spec.context.resolve()).encode()).hexdigest()[:32]
+            cache = DigestCache.open(target.spec.context, self.digest_cache_dir / f"{where}.json")
+        try:
+            return inp.collect(
+                target.spec,
+                image_id=self.image_id,
+                platform=self.platform(),
+                digests=cache,
+                secret_patterns=self.secret_patterns,
+            )
+        finally:
+            if cache is not None:
+                cache.save()
+
+    def key(self, target: Target) -> tuple[str, inp.Inputs]:
+        found = self.inputs(target)
+        return keys.compute(found), found
+
+    # --- the main path --------------------------------------------------------------------------------
+    def resolve(
+        self,
+        target: Target,
+        *,
+        tags: Sequence[str] = (),
+        rebuild: bool = False,
+        save: bool = True,
+        quiet_build: bool = False,
+    ) -> Result:
+        start = time.monotonic()
+        key, found = self.key(target)
+        ref = f"{target.repository}:{keys.tag_for(key)}"
+        cacheable = not found.uncacheable
+        for reason in found.uncacheable:
+            self.reporter.warn(f"{target.name}: not cacheable, always built: {reason}")
+
+        def finish(outcome: Outcome, image_id: str, stored: bool = False) -> Result:
+            applied = self._apply_tags(image_id, tags)
+            if self.store is not None:
+                self._record(target, key, found)
+            return Result(target.name, key, ref, image_id, outcome, time.monotonic() - start, applied,
+                          cacheable, stored)  # fmt: skip
+
+        if cacheable and not rebuild:
+            hit = self._from_daemon(ref, key)
+            if hit is not None:
+                stored = save and self._backfill(target, key, ref, hit, found)
+                return finish("daemon", hit, stored)
+            hit = self._from_store(target, key, ref)
+            if hit is not None:
+                return finish("store", hit)
+
+        with self._locked(target, key, enabled=cacheable and self.store is not None):
+            if cacheable and not rebuild:  # another process may have made it while we waited
+                hit = self._from_daemon(ref, key)
+                if hit is not None:
+                    return finish("daemon", hit)
+                hit = self._from_store(target, key, ref)
+                if hit is not None:
+                    return finish("store", hit)
+            image_id = self._build(target, key, ref, quiet_build)
+            stored = False
+            if save and cacheable and self.store is not None:
+                stored = self._save(target, key, ref, image_id, found)
+        return finish("built", image_id, stored)
+
+    # --- steps ----------------------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def _locked(self, target: Target, key: str, *, enabled: bool) -> Iterator[None]:
+        if not enabled or self.store is None:
+            yield
+            return
+
+        def waiting() -> None:
+            self.reporter.step(target.name, "another process is building this key; waiting for it")
+
+        with self.store.lock(key, on_wait=waiting):
+            yield
+
+    def _from_daemon(self, ref: str, key: str) -> str | None:
+        info = self.docker.image_inspect(ref)
+        if info is None or info.labels.get(f"{LABEL_PREFIX}.key") != key:
+            return None
+        if self.store is not None:
+            entry = self.store.get(key)
+            if entry is not None:
+                self.store.touch(entry)
+        return info.id
+
+    def _backfill(self, target: Target, key: str, ref: str, image_id: str, found: inp.Inputs) -> bool:
+        """A daemon hit whose key the store lacks (a fresh CI cache, a save that was killed): save it once."""
+        if self.store is None or self.store.get(key) is not None:
+            return False
+        with self.store.lock(key):
+            if self.store.get(key) is not None:
+                return False
+            return self._save(target, key, ref, image_id, found)
+
+    def _from_store(self, target: Target, key: str, ref: str) -> str | None:
+        if self.store is None:
+            return None
+        entry = self.store.get(key)
+        if entry is None:
+            return None
+        self.reporter.step(target.name, f"loading from the store ({entry.archive_bytes / 1e6:.0f} MB)")
+        try:
+            with self.store.open_archive(entry) as chunks:
+                self.docker.load(self._counted(chunks, "load", entry.image_bytes))
+        except CorruptEntry as exc:
+            self.reporter.warn(f"{target.name}: {exc}; rebuilding")
+            return None
+        info = self.docker.image_inspect(ref)
+        if info is None or info.id != entry.image_id:
+            self.store.remove(key)
+            self.reporter.warn(
+                f"{target.name}: the store's archive did not hold {ref}; entry removed, rebuilding"
+            )
+            return None
+        self.store.touch(entry)
+        return info.id
+
+    def _counted(self, chunks: Iterator[bytes], label: str, total: int | None) -> Iterator[bytes]:
+        done = 0
+        for chunk in chunks:
+            done += len(chunk)
+            self.reporter.transfer(label, done, total)
+            yield chunk
+        self.reporter.transfer(label, total or done, total or done)
+
+    def _build(self, target: Target, key: str, ref: str, quiet: bool) -> str:
+        self.reporter.step(target.name, "building with BuildKit")
+        spec = target.spec
+        labels = {f"{LABEL_PREFIX}.key": key, f"{LABEL_PREFIX}.target": target.name}
+        with tempfile.TemporaryDirectory(prefix="stagecache-") as tmp:
+            iidfile = Path(tmp) / "iid"
+            done = self.docker.build(
+                context=spec.context,
+                dockerfile=spec.dockerfile,
+                target=spec.stage,
+                tags=[ref],
+                build_args=spec.build_args,
+                labels=labels,
+                platform=spec.platform,
+                quiet=quiet,
+                iidfile=iidfile,
+            )
+            if done.returncode != 0:
+                raise BuildError(target.name, done.stderr or "")
+            return iidfile.read_text().strip()
+
+    def _save(self, target: Target, key: str, ref: str, image_id: str, found: inp.Inputs) -> bool:
+        assert self.store is not None
+        # The context may have changed while BuildKit read it: then the image may not match the key.
+        again, _ = self.key(target)
+        if again != key:
+            self.reporter.warn(f"{target.name}: the build context changed during the build; not stored")
+            return False
+        self.reporter.step(target.name, "saving into the store")
+
+        def feed(sink: Callable[[bytes], None]) -> int:
+            done = 0
+
+            def counted(data: bytes) -> None:
+                nonlocal done
+                done += len(data)
+                sink(data)
+                self.reporter.transfer("save", done, None)
+
+            total = self.docker.save(ref, counted)
+            self.reporter.transfer("save", total, total)
+            return total
+
+        manifest_digest = hashlib.sha256(keys.canonical(found.public)).hexdigest()
+        try:
+            self.store.put(key, feed, target=target.name, repository=target.repository,
+                           image_id=image_id, manifest_sha256=manifest_digest)  # fmt: skip
+        except StoreError as exc:
+            self.reporter.warn(f"{target.name}: {exc}")
+            return False
+        return True
+
+    def _record(self, target: Target, key: str, found: inp.Inputs) -> None:
+        """Keep the manifest of the target's current key, for `key --why`; written only when it changes."""
+        assert self.store is not None
+        last = self.store.last_build(target_id(target))
+        if last is not None and last.get("key") == key:
+            return
+        try:
+            self.store.record_build(target_id(target), key, found.public)
+        except OSError as exc:
+            self.reporter.warn(f"{target.name}: could not record the build's manifest: {exc}")
+
+    def _apply_tags(self, image_id: str, tags: Sequence[str]) -> list[str]:
+        for tag in tags:
+            self.docker.tag(image_id, tag)
+        return list(tags)
+
+
+def target_id(target: Target) -> str:
+    return f"{target.repository}__{target.name}"

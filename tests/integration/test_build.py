@@ -1,0 +1,243 @@
+"""`stagecache build` against the real engine: daemon hits, store hits, misses, damage and races."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from stagecache.config import Target
+from stagecache.docker import Docker
+from stagecache.inputs import TargetSpec
+from stagecache.resolve import Resolver
+from stagecache.store import DirectoryStore
+
+DOCKERFILE = """\
+FROM python:3.11-slim AS base
+WORKDIR /app
+COPY requirements.txt ./
+FROM base AS prod
+COPY src/ src/
+LABEL org.stagecache.test=1
+FROM base AS dev
+COPY src/ src/
+COPY tests/ tests/
+LABEL org.stagecache.test=1
+"""
+
+
+class Recording(Docker):
+    """The real engine, remembering which heavy operations were asked of it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[str] = []
+
+    def build(self, **kwargs: Any) -> Any:
+        self.calls.append("build")
+        return super().build(**kwargs)
+
+    def save(self, image: str, sink: Callable[[bytes], Any], chunk: int = 1 << 20) -> int:
+        self.calls.append("save")
+        return super().save(image, sink, chunk)
+
+    def load(self, chunks: Iterable[bytes]) -> str:
+        self.calls.append("load")
+        return super().load(chunks)
+
+
+def make_project(root: Path, run_id: str, big: int = 0) -> Path:
+    files = {
+        "Dockerfile": DOCKERFILE,
+        "requirements.txt": f"# {run_id}\n",  # unique per test run: no key is shared with other runs
+        "src/app.py": "print('hello')\n",
+        "tests/test_app.py": "def test(): pass\n",
+    }
+    for rel, text in files.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text(text)
+    if big:
+        (root / "src/blob.bin").write_bytes(os.urandom(big))
+    return root
+
+
+@pytest.fixture
+def project(tmp_path: Path, run_id: str) -> Path:
+    return make_project(tmp_path / "proj", run_id)
+
+
+def target_of(project: Path, run_id: str, stage: str = "prod") -> Target:
+    spec = TargetSpec(name=stage, context=project, dockerfile=project / "Dockerfile", stage=stage)
+    return Target(spec=spec, repository=f"stagecache-test-{run_id}")
+
+
+@pytest.fixture
+def images(engine: Docker, run_id: str) -> Iterator[None]:
+    yield
+    done = engine.runner(
+        ["docker", "images", "--quiet", "--filter", f"reference=stagecache-test-{run_id}"], check=False
+    )
+    ids = sorted(set(done.stdout.split()))
+    if ids:
+        engine.remove_image(*ids, force=True)
+
+
+def remove_from_daemon(engine: Docker, image_id: str) -> None:
+    engine.remove_image(image_id, force=True)
+    assert engine.image_inspect(image_id) is None
+
+
+@pytest.mark.usefixtures("images")
+def test_miss_then_daemon_hit_then_store_hit(
+    engine: Docker, project: Path, run_id: str, tmp_path: Path
+) -> None:
+    store = DirectoryStore(tmp_path / "store")
+    docker = Recording()
+    resolver = Resolver(docker=docker, store=store)
+    target = target_of(project, run_id)
+
+    first = resolver.resolve(target, quiet_build=True)
+    assert first.outcome == "built"
+    assert first.stored
+    assert docker.calls == ["build", "save"]
+    assert [e.key for e in store.entries()] == [first.key]
+
+    docker.calls.clear()
+    second = resolver.resolve(target, tags=[f"stagecache-test-{run_id}:ci"], quiet_build=True)
+    assert second.outcome == "daemon"
+    assert second.image_id == first.image_id
+    assert docker.calls == []  # a hit is a retag: no build, no load, no save
+    tagged = engine.image_inspect(f"stagecache-test-{run_id}:ci")
+    assert tagged is not None
+    assert tagged.id == first.image_id
+
+    remove_from_daemon(engine, first.image_id)
+    third = Resolver(docker=docker, store=store).resolve(target, quiet_build=True)
+    assert third.outcome == "store"
+    assert third.image_id == first.image_id
+    assert docker.calls == ["load"]
+
+
+@pytest.mark.usefixtures("images")
+def test_change_in_copied_file_builds_again(
+    engine: Docker, project: Path, run_id: str, tmp_path: Path
+) -> None:
+    resolver = Resolver(docker=engine, store=DirectoryStore(tmp_path / "store"))
+    prod, dev = target_of(project, run_id, "prod"), target_of(project, run_id, "dev")
+    first_prod, first_dev = resolver.resolve(prod, quiet_build=True), resolver.resolve(dev, quiet_build=True)
+    (project / "tests/test_app.py").write_text("def test(): assert True\n")
+    again_prod, again_dev = resolver.resolve(prod, quiet_build=True), resolver.resolve(dev, quiet_build=True)
+    assert again_prod.outcome == "daemon"  # prod does not copy tests/
+    assert again_prod.key == first_prod.key
+    assert again_dev.outcome == "built"
+    assert again_dev.key != first_dev.key
+
+
+@pytest.mark.usefixtures("images")
+def test_corrupt_archive_is_removed_and_rebuilt(
+    engine: Docker, project: Path, run_id: str, tmp_path: Path
+) -> None:
+    store = DirectoryStore(tmp_path / "store")
+    target = target_of(project, run_id)
+    first = Resolver(docker=engine, store=store).resolve(target, quiet_build=True)
+    archive = store.archive_path(first.key)
+    data = bytearray(archive.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    archive.write_bytes(bytes(data))
+    remove_from_daemon(engine, first.image_id)
+
+    warnings: list[str] = []
+
+    class Collect:
+        def step(self, target: str, message: str) -> None:
+            pass
+
+        def warn(self, message: str) -> None:
+            warnings.append(message)
+
+        def transfer(self, label: str, done: int, total: int | None) -> None:
+            pass
+
+    again = Resolver(docker=engine, store=store, reporter=Collect()).resolve(target, quiet_build=True)
+    assert again.outcome == "built"
+    assert any("damaged" in w or "digest" in w for w in warnings), warnings
+    entry = store.get(first.key)
+    assert entry is not None  # stored anew, whole
+    assert store.verify() == []
+
+
+@pytest.mark.usefixtures("images")
+def test_truncated_archive_is_rebuilt(engine: Docker, project: Path, run_id: str, tmp_path: Path) -> None:
+    store = DirectoryStore(tmp_path / "store")
+    target = target_of(project, run_id)
+    first = Resolver(docker=engine, store=store).resolve(target, quiet_build=True)
+    archive = store.archive_path(first.key)
+    archive.write_bytes(archive.read_bytes()[: archive.stat().st_size // 3])
+    remove_from_daemon(engine, first.image_id)
+    again = Resolver(docker=engine, store=store).resolve(target, quiet_build=True)
+    assert again.outcome == "built"
+    assert store.verify() == []
+
+
+def cli(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "stagecache", *args],
+        cwd=cwd,
+        env={**os.environ, **(env or {})},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+@pytest.mark.usefixtures("images")
+def test_concurrent_builds_of_one_key(engine: Docker, project: Path, run_id: str, tmp_path: Path) -> None:
+    store = tmp_path / "store"
+    args = ["build", "-f", "Dockerfile", "--repository", f"stagecache-test-{run_id}", "--store", str(store),
+            "--json", "--no-commit-tag", "-q", "prod"]  # fmt: skip
+    procs = [cli(*args, cwd=project) for _ in range(4)]
+    outputs = [p.communicate(timeout=600) for p in procs]
+    for proc, (_, err) in zip(procs, outputs, strict=True):
+        assert proc.returncode == 0, err
+    results = [json.loads(out)[0] for out, _ in outputs]
+    assert len({r["key"] for r in results}) == 1
+    assert len({r["image_id"] for r in results}) == 1
+    assert sorted(r["outcome"] for r in results).count("built") == 1
+    assert len(list((store / "v1/objects").iterdir())) == 1
+    assert list((store / "v1/tmp").iterdir()) == []
+    assert DirectoryStore(store).verify() == []
+
+
+@pytest.mark.usefixtures("images")
+def test_sigkill_during_save_leaves_no_archive(engine: Docker, tmp_path: Path, run_id: str) -> None:
+    project = make_project(tmp_path / "proj", run_id, big=64 << 20)  # a save long enough to be caught
+    store = tmp_path / "store"
+    args = ["build", "-f", "Dockerfile", "--repository", f"stagecache-test-{run_id}", "--store", str(store),
+            "--no-commit-tag", "-q", "prod"]  # fmt: skip
+    proc = cli(*args, cwd=project)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and proc.poll() is None:
+        if any((store / "v1/tmp").glob("*.partial")):
+            proc.send_signal(signal.SIGKILL)
+            break
+        time.sleep(0.01)
+    proc.communicate()
+    assert proc.returncode == -signal.SIGKILL, "the save ended before it could be interrupted"
+    assert list((store / "v1/meta").iterdir()) == []
+    assert list((store / "v1/objects").iterdir()) == []
+
+    again = cli(*args, "--json", cwd=project)
+    out, err = again.communicate(timeout=600)
+    assert again.returncode == 0, err
+    assert json.loads(out)[0]["outcome"] == "daemon"  # the build had finished; only the save was lost
+    assert json.loads(out)[0]["stored"] is True  # and the store gets the image now
+    assert list((store / "v1/tmp").iterdir()) == []  # the dead writer's temp file is gone
+    assert DirectoryStore(store).verify() == []
