@@ -397,9 +397,12 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--store", metavar="DIR", help="the store directory (env STAGECACHE_STORE)")
     common.add_argument("-q", "--quiet", action="store_true", help="only results and errors")
     common.add_argument("-v", "--verbose", action="store_true", help="log every docker command")
+    images = argparse.ArgumentParser(add_help=False)
+    images.add_argument("--repository", help="image repository for key tags (default: from compose)")
+    images.add_argument("--no-store", action="store_true", help="neither read nor write the store")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("key", parents=[common], help="print the key of a target, or explain it")
+    p = sub.add_parser("key", parents=[common, images], help="print the key of a target, or explain it")
     p.add_argument("target", nargs="?", help="a compose service with build:, or a stage with -f")
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--json", action="store_true", help="the whole input manifest as JSON")
@@ -407,17 +410,19 @@ def build_parser() -> argparse.ArgumentParser:
     mode.add_argument("--why", action="store_true", help="what changed since the target's last build")
     p.set_defaults(func=cmd_key)
 
-    p = sub.add_parser("build", parents=[common], help="get each target's image: retag, load or build")
+    p = sub.add_parser(
+        "build", parents=[common, images], help="get each target's image: retag, load or build"
+    )
     p.add_argument("targets", nargs="*", metavar="TARGET", help="default: every configured target")
     p.add_argument("-t", "--tag", action="append", metavar="NAME:TAG", help="also tag the image")
     p.add_argument("--rebuild", action="store_true", help="build even on a hit")
-    p.add_argument("--no-store", action="store_true", help="neither read nor write the store")
     p.add_argument("--no-commit-tag", action="store_true", help="do not tag with the commit SHA")
-    p.add_argument("--repository", help="image repository for key tags (default: from compose)")
     p.add_argument("--json", action="store_true", help="print results as JSON")
     p.set_defaults(func=cmd_build)
 
-    p = sub.add_parser("test", parents=[common], help="run the tests inside the dev image, with services")
+    p = sub.add_parser(
+        "test", parents=[common, images], help="run the tests inside the dev image, with services"
+    )
     p.add_argument("service", nargs="?", help="the test service (default: [tool.stagecache] test-service)")
     p.add_argument("--results", metavar="DIR", help="write JUnit XML here")
     p.add_argument("--wait-timeout", type=int, default=120, metavar="S", help="seconds to wait for services")
@@ -426,17 +431,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--add-host", action="append", metavar="NAME", help="no compose: NAME resolves to the host"
     )
-    p.add_argument("--no-store", action="store_true", help="neither read nor write the store")
     p.set_defaults(func=cmd_test, extra=[])
 
-    p = sub.add_parser("run", parents=[common], help="run the prod service and its dependencies")
+    p = sub.add_parser("run", parents=[common, images], help="run the prod service and its dependencies")
     p.add_argument("service", nargs="?", help="default: the service built for the prod stage")
-    p.add_argument("--no-store", action="store_true", help="neither read nor write the store")
     p.set_defaults(func=cmd_run)
 
-    p = sub.add_parser("check-prod", parents=[common], help="fail if the prod image holds a dev-only package")
+    p = sub.add_parser(
+        "check-prod", parents=[common, images], help="fail if the prod image holds a dev-only package"
+    )
     p.add_argument("target", nargs="?", help="default: the target built for the prod stage")
-    p.add_argument("--no-store", action="store_true", help="neither read nor write the store")
     p.set_defaults(func=cmd_check_prod)
 
     p = sub.add_parser("store", parents=[common], help="list, prune or verify the store")
