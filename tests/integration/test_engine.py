@@ -48,30 +48,9 @@ def free_port() -> int:
 def postgres(engine: Docker, run_id: str) -> Iterator[str]:
     port = free_port()
     name = f"stagecache-test-pg-{run_id}"
-    engine.runner(
-        [
-            "docker",
-            "run",
-            "-d",
-            "--rm",
-            "--name",
-            name,
-            "--label",
-            "org.stagecache.test=1",
-            "-e",
-            "POSTGRES_PASSWORD=pw",
-            "-e",
-            "POSTGRES_USER=app",
-            "-e",
-            "POSTGRES_DB=appdb",
-            "-p",
-            f"127.0.0.1:{port}:5432",
-            "postgres:15",
-            "postgres",
-            "-c",
-            "fsync=off",
-        ]  # fmt: skip
-    )
+    env = ["-e", "POSTGRES_PASSWORD=pw", "-e", "POSTGRES_USER=app", "-e", "POSTGRES_DB=appdb"]
+    options = ["--name", name, "--label", "org.stagecache.test=1", "-p", f"127.0.0.1:{port}:5432", *env]
+    engine.runner(["docker", "run", "-d", "--rm", *options, "postgres:15", "postgres", "-c", "fsync=off"])
     try:
         deadline = time.monotonic() + 60
         while True:

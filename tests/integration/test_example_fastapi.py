@@ -11,6 +11,7 @@ import sys
 import time
 import urllib.request
 import xml.etree.ElementTree as ET
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -23,7 +24,7 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
-def example(tmp_path: Path, run_id: str, engine: Docker) -> Path:
+def example(tmp_path: Path, run_id: str, engine: Docker) -> Iterator[Path]:
     """A copy of the example whose images get names of this test run (removed afterwards)."""
     copy = tmp_path / "fastapi-poetry"
     shutil.copytree(EXAMPLE, copy, ignore=shutil.ignore_patterns("__pycache__", ".pytest_cache", ".venv"))
