@@ -5,7 +5,6 @@ import os
 import psycopg
 import pytest
 from fastapi.testclient import TestClient
-
 from notes_api.main import app
 
 

@@ -12,9 +12,8 @@ import uuid
 
 import psycopg
 import pytest
-from psycopg import conninfo, sql
-
 from app import counter
+from psycopg import conninfo, sql
 
 
 @pytest.fixture(scope="session")

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import psycopg
 import pytest
-
 from app import counter
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
@@ -112,7 +111,7 @@ def test_concurrent_hits_from_many_connections_are_all_counted(conn, schema_url)
                 start.wait(timeout=10)
                 for _ in range(hits_each):
                     counter.hit(own, "busy")
-        except BaseException as exc:  # noqa: BLE001 - reported below
+        except BaseException as exc:
             errors.append(exc)
 
     threads = [threading.Thread(target=visitor) for _ in range(workers)]
@@ -138,7 +137,11 @@ def test_command_line_round_trip(schema_url):
     def run(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [sys.executable, "-m", "app", *args],
-            cwd=PROJECT_DIR, env=env, capture_output=True, text=True, timeout=60,
+            cwd=PROJECT_DIR,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
         )
 
     assert run("hit", "cli").stdout == "1\n"
