@@ -366,8 +366,10 @@ def cmd_check_prod(args: argparse.Namespace, docker: Docker, reporter: TerminalR
         images[target.name] = resolver.resolve(target, tags=[target.image] if target.image else []).image
     sizes = checkprod.sizes(docker, list(images.values()))
     print(f"dev-only packages: {len(dev.names)} (from {dev.source})", file=out)
-    _table([["TARGET", "IMAGE", "SIZE"]] + [[name, image.split(":sc-")[0] + ":" + image[-12:],
-            _mb(sizes.get(image, 0))] for name, image in images.items()], out)  # fmt: skip
+    rows = [
+        [name, image[: image.index(":sc-") + 16], _mb(sizes.get(image, 0))] for name, image in images.items()
+    ]
+    _table([["TARGET", "IMAGE", "SIZE"], *rows], out)
     if report.clean:
         print(
             f"{prod.name}: clean: none of the {report.installed_count} installed distributions is dev-only",

@@ -168,6 +168,15 @@ class Docker:
     def tag(self, source: str, target: str) -> None:
         self._run("image", "tag", source, target)
 
+    def untag_repository(self, repository: str) -> None:
+        """Remove every tag of ``repository``; an image that other tags still name stays."""
+        done = self._run(
+            "images", "--format", "{{.Repository}}:{{.Tag}}", "--filter", f"reference={repository}"
+        )
+        refs = sorted({line for line in done.stdout.split() if not line.endswith(":<none>")})
+        if refs:
+            self._run("image", "rm", *refs, check=False)
+
     def remove_image(self, *refs: str, force: bool = False) -> None:
         if refs:
             self._run(*argv("image", "rm", force=force), *refs, check=False)

@@ -31,9 +31,7 @@ def example(tmp_path: Path, run_id: str, engine: Docker) -> Iterator[Path]:
     compose = copy / "docker-compose.yml"
     compose.write_text(compose.read_text().replace("fastapi-poetry-example:", f"stagecache-test-{run_id}:"))
     yield copy
-    ids = engine.runner(["docker", "images", "-q", "--filter", f"reference=stagecache-test-{run_id}"]).stdout
-    if ids.split():
-        engine.remove_image(*sorted(set(ids.split())), force=True)
+    engine.untag_repository(f"stagecache-test-{run_id}")  # by tag: the example's own tags stay
 
 
 def stagecache(*args: str, cwd: Path, **kwargs: object) -> subprocess.CompletedProcess[str]:

@@ -36,9 +36,7 @@ def example(tmp_path: Path, run_id: str, engine: Docker) -> Iterator[Path]:
     copy = tmp_path / "pip-hostdb"
     shutil.copytree(EXAMPLE, copy, ignore=shutil.ignore_patterns("__pycache__", ".pytest_cache"))
     yield copy
-    ids = engine.runner(["docker", "images", "-q", "--filter", f"reference=stagecache-test-{run_id}"]).stdout
-    if ids.split():
-        engine.remove_image(*sorted(set(ids.split())), force=True)
+    engine.untag_repository(f"stagecache-test-{run_id}")  # by tag: the example's own tags stay
 
 
 def stagecache(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
