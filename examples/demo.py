@@ -112,10 +112,7 @@ def main() -> int:
             print(
                 "  (images from an earlier demo were still in the daemon; removing them and building again)"
             )
-            remove_images(
-                [str(r["key"]) for r in first],
-                {str(r["key"]): str(r["image"]).split(":sc-")[0] for r in first},
-            )
+            remove_images(first)
             rows.clear()
             first = build(project, env, "first build", rows)
 
@@ -136,9 +133,7 @@ def main() -> int:
         build(project, env, "again", rows)
 
         say("6. A fresh daemon (a new CI machine), the store kept: load, no build")
-        remove_images(
-            [str(r["key"]) for r in first], {str(r["key"]): str(r["image"]).split(":sc-")[0] for r in first}
-        )
+        remove_images(first)
         build(project, env, "cold daemon", rows)
 
         say("7. One source file changed: both targets copy src/, both build again")
