@@ -1,26 +1,37 @@
-"""stagecache: content-addressed builds of Dockerfile targets, and tests run inside them."""
+"""stagecache: content-addressed builds of Dockerfile targets, and tests run inside them.
+
+The public names below are imported on first use, so that ``stagecache --version`` and a warm hit do
+not pay for modules they never touch.
+"""
 
 from __future__ import annotations
 
-from .config import Settings, Target
-from .docker import Docker
-from .errors import (
-    BuildError,
-    CommandError,
-    ConfigError,
-    DockerfileError,
-    EngineError,
-    ExitCode,
-    StagecacheError,
-    StoreError,
-)
-from .inputs import Inputs, TargetSpec, collect
-from .key import compute as compute_key
-from .key import diff as diff_manifests
-from .resolve import Resolver, Result
-from .store import DirectoryStore
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
+
+_EXPORTS = {
+    "BuildError": "errors",
+    "CommandError": "errors",
+    "ConfigError": "errors",
+    "DockerfileError": "errors",
+    "EngineError": "errors",
+    "ExitCode": "errors",
+    "StagecacheError": "errors",
+    "StoreError": "errors",
+    "Settings": "config",
+    "Target": "config",
+    "Docker": "docker",
+    "Inputs": "inputs",
+    "TargetSpec": "inputs",
+    "collect": "inputs",
+    "compute_key": "key:compute",
+    "diff_manifests": "key:diff",
+    "Resolver": "resolve",
+    "Result": "resolve",
+    "DirectoryStore": "store",
+}
 
 __all__ = [
     "BuildError",
@@ -44,3 +55,32 @@ __all__ = [
     "compute_key",
     "diff_manifests",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'stagecache' has no attribute {name!r}")
+    module, _, attr = _EXPORTS[name].partition(":")
+    value = getattr(importlib.import_module(f".{module}", __name__), attr or name)
+    globals()[name] = value
+    return value
+
+
+if TYPE_CHECKING:
+    from .config import Settings, Target
+    from .docker import Docker
+    from .errors import (
+        BuildError,
+        CommandError,
+        ConfigError,
+        DockerfileError,
+        EngineError,
+        ExitCode,
+        StagecacheError,
+        StoreError,
+    )
+    from .inputs import Inputs, TargetSpec, collect
+    from .key import compute as compute_key
+    from .key import diff as diff_manifests
+    from .resolve import Resolver, Result
+    from .store import DirectoryStore

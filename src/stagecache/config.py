@@ -8,7 +8,6 @@ words for (the store, its limits, default targets) comes from ``[tool.stagecache
 
 from __future__ import annotations
 
-import difflib
 import os
 import re
 import sys
@@ -112,6 +111,8 @@ def read_tool_table(root: Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: [tool.stagecache] must be a table")
     for key, value in table.items():
         if key not in KNOWN_KEYS:
+            import difflib
+
             close = difflib.get_close_matches(key, KNOWN_KEYS, n=1)
             hint = f"did you mean {close[0]!r}?" if close else f"known keys: {', '.join(KNOWN_KEYS)}"
             raise ConfigError(f"{path}: unknown key {key!r} in [tool.stagecache]; {hint}")

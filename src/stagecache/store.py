@@ -32,8 +32,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO, Any
 
-import zstandard
-
 from .errors import StoreError
 
 FORMAT = "v1"
@@ -236,6 +234,8 @@ class DirectoryStore:
             raise CorruptEntry(f"archive of {entry.key[:19]} is missing; entry removed") from None
 
         def chunks() -> Iterator[bytes]:
+            import zstandard
+
             reader = _HashingReader(fh)
             try:
                 with zstandard.ZstdDecompressor().stream_reader(reader, read_across_frames=True) as stream:  # type: ignore[arg-type]
@@ -272,6 +272,8 @@ class DirectoryStore:
     ) -> Entry:
         """Store an archive. ``write_into(sink)`` feeds the ``docker save`` bytes to ``sink`` and
         returns their count. The caller holds the key's lock."""
+        import zstandard
+
         self.ensure()
         tmp_name = f"{_hex(key)}.{socket.gethostname()}.{os.getpid()}.{os.urandom(4).hex()}.partial"
         tmp_path = self._dir("tmp") / tmp_name
