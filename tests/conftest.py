@@ -25,7 +25,7 @@ def engine() -> Docker:
     """The real Docker engine; missing, it fails in CI and skips elsewhere."""
     docker = Docker()
     try:
-        docker.server_version()
+        docker.engine()
     except EngineError as exc:
         if os.environ.get("CI"):
             pytest.fail(f"CI needs a Docker engine: {exc}")

@@ -119,7 +119,7 @@ def _resolver(settings: Settings, docker: Docker, reporter: TerminalReporter, us
 
 
 def cmd_key(args: argparse.Namespace, docker: Docker, reporter: TerminalReporter, out: TextIO) -> int:
-    docker.server_version()
+    docker.engine()
     settings = _settings(args, docker)
     (target,) = settings.select([args.target] if args.target else settings.defaults[:1] or _first(settings))
     resolver = _resolver(settings, docker, reporter, use_store=False)
@@ -175,7 +175,7 @@ def _explain(target: Target, key: str, manifest: dict[str, Any], out: TextIO) ->
 
 
 def cmd_build(args: argparse.Namespace, docker: Docker, reporter: TerminalReporter, out: TextIO) -> int:
-    docker.server_version()
+    docker.engine()
     settings = _settings(args, docker)
     targets = settings.select(args.targets)
     resolver = _resolver(settings, docker, reporter, use_store=not args.no_store)
@@ -288,7 +288,7 @@ def _pick(settings: Settings, given: str | None, key: str, stage: str, what: str
 def cmd_test(args: argparse.Namespace, docker: Docker, reporter: TerminalReporter, out: TextIO) -> int:
     from .testrun import HostNetwork, TestRunner
 
-    docker.server_version()
+    docker.engine()
     settings = _settings(args, docker)
     resolver = _resolver(settings, docker, reporter, use_store=not args.no_store)
     runner = TestRunner(docker=docker, resolver=resolver, reporter=reporter)
@@ -325,7 +325,7 @@ def cmd_run(args: argparse.Namespace, docker: Docker, reporter: TerminalReporter
     from .docker import Compose
     from .testrun import TestRunner
 
-    docker.server_version()
+    docker.engine()
     settings = _settings(args, docker)
     if not settings.compose_files:
         raise ConfigError("stagecache run needs a compose file (docker-compose.yml or compose.yaml)")
@@ -352,7 +352,7 @@ def cmd_run(args: argparse.Namespace, docker: Docker, reporter: TerminalReporter
 def cmd_check_prod(args: argparse.Namespace, docker: Docker, reporter: TerminalReporter, out: TextIO) -> int:
     from . import checkprod
 
-    docker.server_version()
+    docker.engine()
     settings = _settings(args, docker)
     prod = _pick(settings, args.target, "prod-target", "prod", "prod target")
     resolver = _resolver(settings, docker, reporter, use_store=not args.no_store)

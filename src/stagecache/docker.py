@@ -101,6 +101,12 @@ def argv(*base: str, **options: str | bool | int | Iterable[str] | None) -> list
 
 
 @dataclass(frozen=True)
+class Engine:
+    version: str
+    platform: str  # e.g. linux/amd64
+
+
+@dataclass(frozen=True)
 class ImageInfo:
     """The parts of ``docker image inspect`` that stagecache uses."""
 
@@ -136,23 +142,25 @@ class Docker:
 
     runner: Runner = field(default=run)
     binary: str = "docker"
+    _engine: Engine | None = field(default=None, repr=False, compare=False)
 
     def _run(self, *args: str, **kwargs: Any) -> Completed:
         return self.runner([self.binary, *args], **kwargs)
 
     # --- engine -------------------------------------------------------------------------------------
-    def server_version(self) -> str:
-        """The engine's version; raises EngineError when no engine answers."""
-        done = self._run("version", "--format", "{{.Server.Version}}", check=False)
-        if done.returncode != 0 or not done.stdout.strip():
-            detail = done.stderr.strip().splitlines()[-1] if done.stderr.strip() else "no answer"
-            raise EngineError(f"the Docker engine is not reachable ({detail}): run scripts/ensure-engine")
-        return done.stdout.strip()
-
-    def platform(self) -> str:
-        """The engine's default platform, e.g. ``linux/amd64``."""
-        done = self._run("version", "--format", "{{.Server.Os}}/{{.Server.Arch}}")
-        return done.stdout.strip()
+    def engine(self) -> Engine:
+        """The engine's version and default platform (asked once); EngineError when none answers."""
+        if self._engine is None:
+            done = self._run(
+                "version", "--format", "{{.Server.Version}} {{.Server.Os}}/{{.Server.Arch}}", check=False
+            )
+            words = done.stdout.split()
+            if done.returncode != 0 or len(words) != 2:
+                lines = done.stderr.strip().splitlines()
+                detail = lines[-1] if lines else "no answer"
+                raise EngineError(f"the Docker engine is not reachable ({detail}): run scripts/ensure-engine")
+            self._engine = Engine(version=words[0], platform=words[1])
+        return self._engine
 
     # --- images -------------------------------------------------------------------------------------
     def image_inspect(self, ref: str) -> ImageInfo | None:

@@ -23,7 +23,7 @@ from . import inputs as inp
 from . import key as keys
 from .config import Target
 from .digests import DigestCache
-from .docker import LABEL_PREFIX, Docker
+from .docker import LABEL_PREFIX, Docker, ImageInfo
 from .errors import BuildError, ConfigError, StoreError
 from .progress import Reporter, Silent
 from .store import CorruptEntry, DirectoryStore
@@ -64,14 +64,11 @@ class Resolver:
     reporter: Reporter = field(default_factory=Silent)
     secret_patterns: Sequence[str] = inp.DEFAULT_SECRET_PATTERNS
     digest_cache_dir: Path | None = None
-    _platform: str | None = None
     _image_ids: dict[str, str] = field(default_factory=dict)
 
     # --- keys -----------------------------------------------------------------------------------------
     def platform(self) -> str:
-        if self._platform is None:
-            self._platform = self.docker.platform()
-        return self._platform
+        return self.docker.engine().platform
 
     def image_id(self, ref: str) -> str:
         """The identity of an external image: its ID in the daemon (pulled first if absent)."""
@@ -127,27 +124,29 @@ class Resolver:
         for reason in found.uncacheable:
             self.reporter.warn(f"{target.name}: not cacheable, always built: {reason}")
 
-        def finish(outcome: Outcome, image_id: str, stored: bool = False) -> Result:
-            applied = self._apply_tags(image_id, tags)
+        def finish(
+            outcome: Outcome, image_id: str, stored: bool = False, present: Sequence[str] = ()
+        ) -> Result:
+            applied = self._apply_tags(image_id, tags, present)
             if self.store is not None:
                 self._record(target, key, found)
             return Result(target.name, key, ref, image_id, outcome, time.monotonic() - start, applied,
                           cacheable, stored)  # fmt: skip
 
         if cacheable and not rebuild:
-            hit = self._from_daemon(ref, key)
-            if hit is not None:
-                stored = save and self._backfill(target, key, ref, hit, found)
-                return finish("daemon", hit, stored)
+            info = self._from_daemon(ref, key)
+            if info is not None:
+                stored = save and self._backfill(target, key, ref, info.id, found)
+                return finish("daemon", info.id, stored, info.repo_tags)
             hit = self._from_store(target, key, ref)
             if hit is not None:
                 return finish("store", hit)
 
         with self._locked(target, key, enabled=cacheable and self.store is not None):
             if cacheable and not rebuild:  # another process may have made it while we waited
-                hit = self._from_daemon(ref, key)
-                if hit is not None:
-                    return finish("daemon", hit)
+                info = self._from_daemon(ref, key)
+                if info is not None:
+                    return finish("daemon", info.id, False, info.repo_tags)
                 hit = self._from_store(target, key, ref)
                 if hit is not None:
                     return finish("store", hit)
@@ -170,7 +169,7 @@ class Resolver:
         with self.store.lock(key, on_wait=waiting):
             yield
 
-    def _from_daemon(self, ref: str, key: str) -> str | None:
+    def _from_daemon(self, ref: str, key: str) -> ImageInfo | None:
         info = self.docker.image_inspect(ref)
         if info is None or info.labels.get(f"{LABEL_PREFIX}.key") != key:
             return None
@@ -178,7 +177,7 @@ class Resolver:
             entry = self.store.get(key)
             if entry is not None:
                 self.store.touch(entry)
-        return info.id
+        return info
 
     def _backfill(self, target: Target, key: str, ref: str, image_id: str, found: inp.Inputs) -> bool:
         """A daemon hit whose key the store lacks (a fresh CI cache, a save that was killed): save it once."""
@@ -283,10 +282,19 @@ class Resolver:
         except OSError as exc:
             self.reporter.warn(f"{target.name}: could not record the build's manifest: {exc}")
 
-    def _apply_tags(self, image_id: str, tags: Sequence[str]) -> list[str]:
+    def _apply_tags(self, image_id: str, tags: Sequence[str], present: Sequence[str] = ()) -> list[str]:
+        """Point each tag at the image; tags that already do cost nothing (a hit is a retag at most)."""
+        have = {_qualified(t) for t in present}
         for tag in tags:
-            self.docker.tag(image_id, tag)
+            if _qualified(tag) not in have:
+                self.docker.tag(image_id, tag)
         return list(tags)
+
+
+def _qualified(ref: str) -> str:
+    """``name`` and ``name:latest`` are one tag, as docker reads them."""
+    last = ref.rsplit("/", 1)[-1]
+    return ref if ":" in last or "@" in last else f"{ref}:latest"
 
 
 def target_id(target: Target) -> str:
