@@ -604,6 +604,8 @@ class Entry:
     size: int
     link_target: str | None = None
     content_refused: bool = False
+    # (size, mtime_ns, ctime_ns, inode) of a file: lets the digest cache skip a second stat
+    signature: tuple[int, ...] = field(default=(), compare=False, repr=False)
 
 
 def walk(context: Path, rules: IgnoreRules) -> list[Entry]:
@@ -717,7 +719,9 @@ def _entry(abspath: str, path: str, st: os.stat_result) -> Entry | None:
     mode = st.st_mode
     perms = stat.S_IMODE(mode)
     if stat.S_ISREG(mode):
-        return Entry(path, "file", perms, st.st_size)
+        return Entry(
+            path, "file", perms, st.st_size, signature=(st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
+        )
     if stat.S_ISDIR(mode):
         return Entry(path, "dir", perms, 0)
     if stat.S_ISLNK(mode):

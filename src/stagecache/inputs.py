@@ -22,7 +22,7 @@ from typing import Any
 from . import dockerfile as df
 from .context import Entry, IgnoreRules, compile_pattern, find_ignore_file, walk
 from .digests import DigestCache
-from .errors import DockerfileError
+from .errors import ConfigError, DockerfileError
 
 SCHEMA = 1
 DEFAULT_SECRET_PATTERNS = ("*TOKEN*", "*PASSWORD*", "*SECRET*", "*KEY*")
@@ -211,7 +211,12 @@ def _with_link_targets(selected: set[int], entries: list[Entry], paths: list[str
 def _describe(root: Path, entries: list[Entry], digests: DigestCache | None) -> list[list[Any]]:
     """``[path, kind, mode, detail]`` rows; detail is the sha256 of a file, a link's target, or ""."""
     cache = digests or DigestCache(root=root)
-    file_digests = cache.digests([e.path for e in entries if e.kind == "file"])
+    try:
+        file_digests = cache.digests([(e.path, e.signature) for e in entries if e.kind == "file"])
+    except OSError as exc:
+        raise ConfigError(
+            f"{exc.filename}: cannot read it ({exc.strerror}); docker could not send it either"
+        ) from None
     rows: list[list[Any]] = []
     for e in entries:
         detail = file_digests[e.path] if e.kind == "file" else (e.link_target or "")
