@@ -249,7 +249,7 @@ class DirectoryStore:
                 raise CorruptEntry(f"archive of {entry.key[:19]} does not match its digest; entry removed")
 
         try:
-            yield chunks()
+            yield _read_ahead(chunks())
         finally:
             fh.close()
 
@@ -422,6 +422,49 @@ class DirectoryStore:
                 finally:
                     held.close()
         return doomed
+
+
+def _read_ahead(chunks: Iterator[bytes], depth: int = 8) -> Iterator[bytes]:
+    """Run ``chunks`` in a thread of its own, a few chunks ahead of the consumer.
+
+    Decompressing and hashing (which release the GIL) then overlap with the consumer's writes into
+    ``docker load``, instead of taking turns with them.
+    """
+    import queue
+    import threading
+
+    done = object()
+    buffer: queue.Queue[object] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            for chunk in chunks:
+                if stop.is_set():
+                    return
+                buffer.put(chunk)
+            buffer.put(done)
+        except BaseException as exc:  # handed to the consumer, raised there  # noqa: BLE001
+            buffer.put(exc)
+
+    worker = threading.Thread(target=produce, name="stagecache-read-ahead", daemon=True)
+    worker.start()
+    try:
+        while True:
+            item = buffer.get()
+            if item is done:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            assert isinstance(item, bytes)
+            yield item
+    finally:
+        stop.set()
+        while worker.is_alive():  # unblock a producer waiting on a full buffer
+            try:
+                buffer.get_nowait()
+            except queue.Empty:
+                worker.join(0.01)
 
 
 def _alive(pid: int) -> bool:
