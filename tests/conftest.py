@@ -23,7 +23,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 @pytest.fixture(scope="session")
 def engine() -> Docker:
     """The real Docker engine; missing, it fails in CI and skips elsewhere."""
-    docker = Docker()
+    docker = Docker.local()
     try:
         docker.engine()
     except EngineError as exc:

@@ -475,7 +475,7 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, format="%(message)s")
     reporter = TerminalReporter(sys.stderr, quiet=args.quiet)
     try:
-        return int(args.func(args, Docker(), reporter, out))
+        return int(args.func(args, Docker.local(), reporter, out))
     except StagecacheError as exc:
         print(f"stagecache: error: {exc}", file=sys.stderr)
         return int(exc.exit_code)

@@ -582,7 +582,7 @@ def _glob_class_char(pattern: str, pos: int) -> tuple[str, int]:
 # --- the walk ------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: a frozen dataclass's __init__ is several times slower
 class Entry:
     """One thing BuildKit sends from the context.
 

@@ -15,6 +15,7 @@ import os
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 CHUNK = 1 << 20
 RACY_NS = 2_000_000_000  # treat files changed within 2 s of the cache's own write as unknown
@@ -42,7 +43,7 @@ class DigestCache:
 
     root: Path
     path: Path | None = None
-    _entries: dict[str, tuple[list[int], str]] = field(default_factory=dict)
+    _entries: dict[str, list[Any]] = field(default_factory=dict)  # relpath -> [signature, digest]
     _written_ns: int = 0
     _dirty: bool = False
 
@@ -54,7 +55,7 @@ class DigestCache:
                 data = json.loads(path.read_text())
                 if data.get("version") == _VERSION and data.get("root") == str(root):
                     cache._written_ns = int(data["written_ns"])
-                    cache._entries = {k: (v[0], v[1]) for k, v in data["entries"].items()}
+                    cache._entries = data["entries"]  # as stored: no per-entry conversion
             except (OSError, ValueError, KeyError, TypeError):
                 cache._entries = {}
         return cache
@@ -80,7 +81,7 @@ class DigestCache:
                 todo, self._hash_all([rel for rel, _ in todo], threads), strict=True
             ):
                 out[rel] = digest
-                self._entries[rel] = (sig, digest)
+                self._entries[rel] = [sig, digest]
             self._dirty = True
         return out
 
@@ -124,7 +125,7 @@ class DigestCache:
             "version": _VERSION,
             "root": str(self.root),
             "written_ns": _now_ns(self.path.parent),
-            "entries": {k: [sig, digest] for k, (sig, digest) in self._entries.items()},
+            "entries": self._entries,
         }
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)

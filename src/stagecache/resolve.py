@@ -24,7 +24,7 @@ from . import key as keys
 from .config import Target
 from .digests import DigestCache
 from .docker import LABEL_PREFIX, Docker, ImageInfo
-from .errors import BuildError, ConfigError, StoreError
+from .errors import BuildError, CommandError, ConfigError, StoreError
 from .progress import Reporter, Silent
 from .store import CorruptEntry, DirectoryStore
 
@@ -64,7 +64,7 @@ class Resolver:
     reporter: Reporter = field(default_factory=Silent)
     secret_patterns: Sequence[str] = inp.DEFAULT_SECRET_PATTERNS
     digest_cache_dir: Path | None = None
-    _image_ids: dict[str, str] = field(default_factory=dict)
+    _images: dict[str, ImageInfo] = field(default_factory=dict)
 
     # --- keys -----------------------------------------------------------------------------------------
     def platform(self) -> str:
@@ -72,7 +72,7 @@ class Resolver:
 
     def image_id(self, ref: str) -> str:
         """The identity of an external image: its ID in the daemon (pulled first if absent)."""
-        if ref not in self._image_ids:
+        if ref not in self._images:
             info = self.docker.image_inspect(ref)
             if info is None:
                 self.reporter.warn(f"base image {ref} is not in the Docker engine; pulling it")
@@ -83,8 +83,8 @@ class Resolver:
                     raise ConfigError(
                         f"base image {ref!r} is not available ({detail}): pull or build it first"
                     )
-            self._image_ids[ref] = info.id
-        return self._image_ids[ref]
+            self._images[ref] = info
+        return self._images[ref].id
 
     def inputs(self, target: Target) -> inp.Inputs:
         cache = None
@@ -201,6 +201,9 @@ class Resolver:
         except CorruptEntry as exc:
             self.reporter.warn(f"{target.name}: {exc}; rebuilding")
             return None
+        except CommandError as exc:  # e.g. a base layer gone from the daemon since the key was computed
+            self.reporter.warn(f"{target.name}: docker load failed ({exc}); rebuilding")
+            return None
         info = self.docker.image_inspect(ref)
         if info is None or info.id != entry.image_id:
             self.store.remove(key)
@@ -248,6 +251,11 @@ class Resolver:
             self.reporter.warn(f"{target.name}: the build context changed during the build; not stored")
             return False
         self.reporter.step(target.name, "saving into the store")
+        from . import archive  # tarfile: only a save needs it
+
+        # Layers of the base images are in every daemon that can compute this key: keep them out.
+        bases = [self._images[r].layers for r in found.public["images"] if r in self._images]
+        shared = {"shared_layers": 0, "layers": 0}
 
         def feed(sink: Callable[[bytes], None]) -> int:
             done = 0
@@ -258,17 +266,22 @@ class Resolver:
                 sink(data)
                 self.reporter.transfer("save", done, None)
 
-            total = self.docker.save(ref, counted)
-            self.reporter.transfer("save", total, total)
-            return total
+            thin = archive.write_thin(saved, counted, bases)
+            shared.update(shared_layers=thin.shared_layers, layers=thin.layers)
+            self.reporter.transfer("save", thin.bytes, thin.bytes)
+            return thin.bytes
 
         manifest_digest = hashlib.sha256(keys.canonical(found.public)).hexdigest()
+        saved = self.store.temp_path(key, "tar")
         try:
-            self.store.put(key, feed, target=target.name, repository=target.repository,
-                           image_id=image_id, manifest_sha256=manifest_digest)  # fmt: skip
-        except StoreError as exc:
-            self.reporter.warn(f"{target.name}: {exc}")
+            self.docker.save_file(ref, saved)
+            self.store.put(key, feed, target=target.name, repository=target.repository, image_id=image_id,
+                           manifest_sha256=manifest_digest, extra=shared)  # fmt: skip
+        except (StoreError, CommandError) as exc:
+            self.reporter.warn(f"{target.name}: not stored: {exc}")
             return False
+        finally:
+            saved.unlink(missing_ok=True)
         return True
 
     def _record(self, target: Target, key: str, found: inp.Inputs) -> None:

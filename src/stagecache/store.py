@@ -269,14 +269,14 @@ class DirectoryStore:
         repository: str,
         image_id: str,
         manifest_sha256: str,
+        extra: dict[str, Any] | None = None,
     ) -> Entry:
         """Store an archive. ``write_into(sink)`` feeds the ``docker save`` bytes to ``sink`` and
         returns their count. The caller holds the key's lock."""
         import zstandard
 
         self.ensure()
-        tmp_name = f"{_hex(key)}.{socket.gethostname()}.{os.getpid()}.{os.urandom(4).hex()}.partial"
-        tmp_path = self._dir("tmp") / tmp_name
+        tmp_path = self.temp_path(key, "zst")
         try:
             with open(tmp_path, "xb") as fh:
                 sink = _HashingWriter(fh)
@@ -299,6 +299,7 @@ class DirectoryStore:
                 manifest_sha256=manifest_sha256,
                 created=now,
                 last_used=now,
+                extra=dict(extra or {}),
             )
             atomic_write(self.meta_path(key), json.dumps(asdict(entry), indent=1).encode())
             return entry
@@ -316,6 +317,12 @@ class DirectoryStore:
             with contextlib.suppress(OSError):
                 tmp_path.unlink()
             raise
+
+    def temp_path(self, key: str, label: str) -> Path:
+        """A fresh temp file name in the store, recognisable as this process's if it is left behind."""
+        self.ensure()
+        name = f"{_hex(key)}~{socket.gethostname()}~{os.getpid()}~{os.urandom(4).hex()}~{label}.partial"
+        return self._dir("tmp") / name
 
     def remove(self, key: str) -> None:
         """Remove an entry: its record first (so nobody trusts the archive), then the archive."""
@@ -347,7 +354,7 @@ class DirectoryStore:
         host = socket.gethostname()
         now = time.time()
         for path in self._dir("tmp").glob("*.partial"):
-            parts = path.name.split(".")
+            parts = path.name.split("~")
             try:
                 mine, pid = parts[1] == host, int(parts[2])
                 age = now - path.stat().st_mtime

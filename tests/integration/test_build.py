@@ -8,7 +8,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -45,9 +45,9 @@ class Recording(Docker):
         self.calls.append("build")
         return super().build(**kwargs)
 
-    def save(self, image: str, sink: Callable[[bytes], Any], chunk: int = 1 << 20) -> int:
+    def save_file(self, image: str, path: Path) -> None:
         self.calls.append("save")
-        return super().save(image, sink, chunk)
+        super().save_file(image, path)
 
     def load(self, chunks: Iterable[bytes]) -> str:
         self.calls.append("load")

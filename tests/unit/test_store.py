@@ -90,9 +90,9 @@ def test_failed_write_leaves_store_unchanged(tmp_path: Path) -> None:
 def test_leftovers_of_dead_writers_are_cleaned(tmp_path: Path) -> None:
     store = DirectoryStore(tmp_path)
     store.ensure()
-    dead = tmp_path / f"v1/tmp/{'b' * 64}.{socket.gethostname()}.999999999.abcd.partial"
+    dead = tmp_path / f"v1/tmp/{'b' * 64}~{socket.gethostname()}~999999999~abcd~zst.partial"
     dead.write_bytes(b"half")
-    alive = tmp_path / f"v1/tmp/{'c' * 64}.{socket.gethostname()}.{os.getpid()}.abcd.partial"
+    alive = tmp_path / f"v1/tmp/{'c' * 64}~{socket.gethostname()}~{os.getpid()}~abcd~zst.partial"
     alive.write_bytes(b"in progress")
     orphan = store.archive_path(KEY_C)
     orphan.write_bytes(b"archive without a record")
