@@ -14,7 +14,7 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from . import __version__
 from . import key as keys
@@ -25,6 +25,9 @@ from .project import Options, cache_dir, load, open_store
 from .resolve import Resolver, Result, target_id
 from .store import DirectoryStore, iso
 from .vcs import commit_sha
+
+if TYPE_CHECKING:
+    from .testrun import TestRunner
 
 log = logging.getLogger("stagecache")
 
@@ -296,7 +299,16 @@ def cmd_test(args: argparse.Namespace, docker: Docker, reporter: TerminalReporte
     env = _env(args.env or [])
     tty = sys.stdin.isatty() and sys.stdout.isatty()
     target = _pick(settings, args.service, "test-service", "dev", "test service")
-    if settings.compose_files and not (args.network_host or args.add_host):
+    compose_mode = bool(settings.compose_files) and not (args.network_host or args.add_host)
+    passed_key = (
+        _test_fingerprint(args, settings, target, runner, env, compose_mode) if args.skip_passed else None
+    )
+    earlier = resolver.store.passed(passed_key) if passed_key and resolver.store else None
+    if earlier is not None:
+        print(f"{target.name}: skipped: passed on {earlier.get('when')} with the same images, services, "
+              "arguments and environment (--skip-passed)", file=out)  # fmt: skip
+        return ExitCode.OK
+    if compose_mode:
         outcome = runner.run_compose(settings, target.name, extra_args=args.extra, results=results,
                                      wait_timeout=args.wait_timeout, tty=tty,
                                      env={k: v for k, v in env.items() if v is not None})  # fmt: skip
@@ -304,10 +316,35 @@ def cmd_test(args: argparse.Namespace, docker: Docker, reporter: TerminalReporte
         network = HostNetwork(host_network=args.network_host, add_hosts=args.add_host or ())
         outcome = runner.run_plain(target, extra_args=args.extra, results=results, network=network, env=env,
                                    tty=tty)  # fmt: skip
+    if passed_key is not None and outcome.exit_code == 0 and resolver.store is not None:
+        from .store import iso
+
+        resolver.store.record_pass(passed_key, {"service": target.name, "when": iso(time.time())})
     verdict = "passed" if outcome.exit_code == 0 else f"failed (exit {outcome.exit_code})"
     junit = f", report {outcome.junit}" if outcome.junit else ""
     print(f"{outcome.service}: tests {verdict} in {outcome.seconds:.1f}s{junit}", file=out)
     return outcome.exit_code
+
+
+def _test_fingerprint(
+    args: argparse.Namespace,
+    settings: Settings,
+    target: Target,
+    runner: TestRunner,
+    env: dict[str, str | None],
+    compose_mode: bool,
+) -> str:
+    """What an identical rerun would have to match: the images' keys, services, arguments, environment."""
+    from .testrun import fingerprint
+
+    services = settings.compose_data.get("services") or {}
+    if compose_mode:
+        names = [target.name, *sorted(services.get(target.name, {}).get("depends_on") or {})]
+        return fingerprint(
+            runner.images_for(settings, names), {n: services.get(n) for n in names}, args.extra, env
+        )
+    options = {"network-host": args.network_host, "add-host": args.add_host or []}
+    return fingerprint([runner.resolver.resolve(target)], options, args.extra, env)
 
 
 def _env(items: list[str]) -> dict[str, str | None]:
@@ -430,9 +467,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--wait-timeout", type=int, default=120, metavar="S", help="seconds to wait for services")
     p.add_argument("-e", "--env", action="append", metavar="NAME[=VALUE]", help="set or pass a variable")
     p.add_argument("--network-host", action="store_true", help="no compose: share the host's network")
-    p.add_argument(
-        "--add-host", action="append", metavar="NAME", help="no compose: NAME resolves to the host"
-    )
+    p.add_argument("--add-host", action="append", metavar="NAME", help="no compose: NAME is the host")
+    p.add_argument("--skip-passed", action="store_true", help="skip a rerun identical to one that passed")
     p.set_defaults(func=cmd_test, extra=[])
 
     p = sub.add_parser("run", parents=[common, images], help="run the prod service and its dependencies")

@@ -156,7 +156,7 @@ class DirectoryStore:
         if self._ready:
             return
         try:
-            for name in ("objects", "meta", "targets", "tmp", "locks"):
+            for name in ("objects", "meta", "targets", "tmp", "locks", "passes"):
                 self._dir(name).mkdir(parents=True, exist_ok=True)
             probe = self._dir("tmp") / f".probe-{os.getpid()}"
             probe.write_bytes(b"")
@@ -343,6 +343,20 @@ class DirectoryStore:
     def last_build(self, target_id: str) -> dict[str, Any] | None:
         try:
             data = json.loads(self._target_path(target_id).read_text())
+        except (OSError, ValueError):
+            return None
+        return data if isinstance(data, dict) else None
+
+    # --- test runs that passed, for `test --skip-passed` -------------------------------------------------
+    def record_pass(self, fingerprint: str, info: dict[str, Any]) -> None:
+        self.ensure()
+        atomic_write(
+            self._dir("passes") / f"{_hex(fingerprint)}.json", json.dumps(info, sort_keys=True).encode()
+        )
+
+    def passed(self, fingerprint: str) -> dict[str, Any] | None:
+        try:
+            data = json.loads((self._dir("passes") / f"{_hex(fingerprint)}.json").read_text())
         except (OSError, ValueError):
             return None
         return data if isinstance(data, dict) else None

@@ -11,6 +11,7 @@ the host through ``--network host`` or an added host entry for the host's gatewa
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import posixpath
 import signal
@@ -242,6 +243,21 @@ class TestRunner:
         return TestOutcome(
             target.name, code, time.monotonic() - start, name, _junit(results, target.name), [result]
         )
+
+
+def fingerprint(
+    images: Sequence[Result], services: Mapping[str, Any], extra: Sequence[str], env: Mapping[str, Any]
+) -> str:
+    """What a test run's outcome depends on: image keys, service definitions, arguments, environment."""
+    from .key import canonical
+
+    data = {
+        "images": sorted(r.key for r in images),
+        "services": services,
+        "args": list(extra),
+        "env": dict(sorted(env.items())),
+    }
+    return "sha256:" + hashlib.sha256(canonical(data)).hexdigest()
 
 
 def _junit(results: Path | None, service: str) -> Path | None:

@@ -93,3 +93,23 @@ def test_check_prod_uses_the_dev_requirements(engine: Docker, example: Path, run
                        cwd=example)  # fmt: skip
     assert dirty.returncode == 1
     assert "pytest" in dirty.stdout
+
+
+def test_skip_passed_skips_only_an_identical_rerun(
+    engine: Docker, example: Path, host_database: str, run_id: str
+) -> None:
+    args = ["test", "dev", "-f", "Dockerfile", "--repository", f"stagecache-test-{run_id}", "--network-host",
+            "-e", f"DATABASE_URL={host_database}", "--skip-passed"]  # fmt: skip
+    first = stagecache(*args, cwd=example)
+    assert first.returncode == 0, first.stderr[-2000:]
+    assert " passed" in first.stdout
+    again = stagecache(*args, cwd=example)
+    assert again.returncode == 0
+    assert "skipped: passed on" in again.stdout
+    assert " passed in " not in again.stdout  # pytest did not run
+    other_args = stagecache(*args, "--", "-k", "counter", cwd=example)
+    assert "skipped" not in other_args.stdout
+    (example / "tests/test_new.py").write_text("def test_new():\n    pass\n")  # a new dev image key
+    changed = stagecache(*args, cwd=example)
+    assert "skipped" not in changed.stdout
+    assert changed.returncode == 0
