@@ -155,8 +155,8 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def health(port: int) -> int:
-    deadline = time.monotonic() + 30
+def health(port: int, deadline_seconds: float = 30) -> int:
+    deadline = time.monotonic() + deadline_seconds
     while True:
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=3) as response:
@@ -165,3 +165,18 @@ def health(port: int) -> int:
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.3)
+
+
+def test_run_serves_until_ctrl_c_and_cleans_up(engine: Docker, example: Path) -> None:
+    port = free_port()
+    env = {**os.environ, "STAGECACHE_STORE": str(example.parent / "store"), "API_PORT": str(port)}
+    proc = subprocess.Popen([sys.executable, "-m", "stagecache", "run", "api-server"], cwd=example, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)  # fmt: skip
+    try:
+        assert health(port, deadline_seconds=600) == 200
+    finally:
+        os.killpg(proc.pid, signal.SIGINT)
+        _, err = proc.communicate(timeout=120)
+    assert proc.returncode in (0, 130), err
+    assert leftovers(engine, projects_of_run(err)) == {}
