@@ -9,7 +9,7 @@ reaches through ``FROM``, ``COPY --from`` and ``RUN --mount=from=``.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -83,6 +83,7 @@ class Dockerfile:
     global_args: list[tuple[str, str | None]]  # ARG before the first FROM: (name, default)
     global_arg_lines: list[Instruction]
     stages: list[Stage]
+    directives: dict[str, str] = field(default_factory=dict)  # `# syntax=…`, `# escape=…` at the top
 
     # --- lookup ---------------------------------------------------------------------------------------
     def stage(self, ref: str) -> Stage | None:
@@ -111,17 +112,24 @@ class Dockerfile:
     # --- the graph ------------------------------------------------------------------------------------
     def dependencies(self, stage: Stage, build_args: Mapping[str, str]) -> list[Dependency]:
         """What ``stage`` is built on: its base, and every ``--from`` of COPY and RUN mounts."""
-        deps = [self._classify(stage.base, stage, stage.line, base=True)]
-        env = self.stage_args(stage, build_args)
-        for ins in stage.instructions:
+        deps = [self._classify(self.base_ref(stage, build_args), stage, stage.line, base=True)]
+        for ins, values in self.scopes(stage, build_args):
             refs: list[str] = []
             if ins.cmd in ("COPY", "ADD") and ins.flag("from") is not None:
                 refs.append(ins.flag("from") or "")
             if ins.cmd == "RUN":
                 refs += [m["from"] for m in parse_mounts(ins) if m.get("from")]
             for ref in refs:
-                deps.append(self._classify(substitute(ref, env), stage, ins.line, base=False))
+                deps.append(self._classify(substitute(ref, values), stage, ins.line, base=False))
         return deps
+
+    def base_ref(self, stage: Stage, build_args: Mapping[str, str]) -> str:
+        """The ``FROM`` reference with the global ARGs substituted (it may name a stage: ``FROM ${BASE}``)."""
+        return substitute(stage.base, self.global_values(build_args))
+
+    def base_stage(self, stage: Stage, build_args: Mapping[str, str]) -> Stage | None:
+        found = self.stage(self.base_ref(stage, build_args))
+        return found if found is not None and found.index < stage.index else None
 
     def _classify(self, ref: str, user: Stage, line: int, *, base: bool) -> Dependency:
         """A stage this one uses, or an external image. FROM sees earlier stages only; --from sees all."""
@@ -167,23 +175,42 @@ class Dockerfile:
                 values[name] = substitute(default, values)
         return values
 
-    def stage_args(self, stage: Stage, build_args: Mapping[str, str]) -> dict[str, str]:
-        """ARG and ENV values visible at the end of ``stage`` (approximate for ENV from a base stage)."""
+    def scopes(self, stage: Stage, build_args: Mapping[str, str]) -> list[tuple[Instruction, dict[str, str]]]:
+        """Each instruction of ``stage`` with the variables in force where it stands.
+
+        That is the ENV a base stage passes on, then the stage's own ARGs and ENVs up to that line, as
+        BuildKit scopes them: a global ARG is visible inside a stage only once the stage declares it again.
+        """
+        return self._walk_scope(stage, build_args)[0]
+
+    def _walk_scope(
+        self, stage: Stage, build_args: Mapping[str, str]
+    ) -> tuple[list[tuple[Instruction, dict[str, str]]], dict[str, str], set[str]]:
+        """(instructions with their scopes, the values at the end, the names that are ENV)."""
+        base = self.base_stage(stage, build_args)
+        if base is None:
+            values: dict[str, str] = {}
+            env_names: set[str] = set()
+        else:  # ENV passes on to a child stage; ARG does not
+            _, base_values, env_names = self._walk_scope(base, build_args)
+            values = {name: base_values[name] for name in env_names if name in base_values}
         globals_ = self.global_values(build_args)
-        values: dict[str, str] = {}
+        out = []
         for ins in stage.instructions:
+            out.append((ins, dict(values)))
             if ins.cmd == "ARG":
                 for name, default in parse_arg(ins):
                     if name in build_args:
                         values[name] = build_args[name]
                     elif default is not None:
-                        values[name] = substitute(default, {**globals_, **values})
+                        values[name] = substitute(default, values)
                     elif name in globals_:
                         values[name] = globals_[name]
             elif ins.cmd == "ENV":
                 for name, value in zip(ins.args[0::2], ins.args[1::2], strict=False):
                     values[name] = substitute(value, values)
-        return values
+                    env_names.add(name)
+        return out, values, env_names
 
     def declared_args(self, stages: list[Stage]) -> set[str]:
         """Names of the ARGs the given stages declare, plus the global ARGs."""
@@ -212,7 +239,9 @@ def parse(text: str, path: str = "Dockerfile") -> Dockerfile:
         commands = _grammar.parse_string(text)
     except _grammar.GoParseError as exc:
         raise DockerfileError(path, _line_of(str(exc)), f"syntax error: {exc}") from None
-    result = Dockerfile(path=path, global_args=[], global_arg_lines=[], stages=[])
+    result = Dockerfile(
+        path=path, global_args=[], global_arg_lines=[], stages=[], directives=_directives(text)
+    )
     for cmd in commands:
         ins = Instruction(
             cmd=cmd.cmd.upper(),
@@ -237,6 +266,17 @@ def parse(text: str, path: str = "Dockerfile") -> Dockerfile:
     if not result.stages:
         raise DockerfileError(path, None, "no FROM instruction: a Dockerfile needs at least one stage")
     return result
+
+
+def _directives(text: str) -> dict[str, str]:
+    """Parser directives: ``# name=value`` lines at the very top, before any other line."""
+    found: dict[str, str] = {}
+    for line in text.splitlines():
+        match = re.fullmatch(r"#\s*([A-Za-z][A-Za-z0-9_-]*)\s*=\s*(.*?)\s*", line)
+        if not match:
+            break
+        found[match.group(1).lower()] = match.group(2)
+    return found
 
 
 def _line_of(message: str) -> int | None:
@@ -299,7 +339,7 @@ def parse_mounts(ins: Instruction) -> list[dict[str, str]]:
 
 
 _NAME = r"[A-Za-z_][A-Za-z0-9_]*"
-_VAR = re.compile(rf"\$(?:\{{(?P<braced>{_NAME})(?P<op>:?[-+])?(?P<word>[^}}]*)\}}|(?P<bare>{_NAME}))")
+_VAR = re.compile(rf"\$(?:\{{(?P<braced>{_NAME})(?:(?P<op>:?[-+])(?P<word>[^}}]*))?\}}|(?P<bare>{_NAME}))")
 
 
 def substitute(text: str, values: Mapping[str, str]) -> str:
@@ -327,8 +367,18 @@ def substitute(text: str, values: Mapping[str, str]) -> str:
     return _VAR.sub(repl, text).replace("\\$", "$")
 
 
-def walk_instructions(stages: list[Stage], cmds: tuple[str, ...]) -> Iterator[tuple[Stage, Instruction]]:
-    for stage in stages:
-        for ins in stage.instructions:
-            if ins.cmd in cmds:
-                yield stage, ins
+def resolvable(text: str, values: Mapping[str, str]) -> bool:
+    """Whether :func:`substitute` gives ``text`` exactly as BuildKit would.
+
+    False when ``text`` uses a variable that is not set here (BuildKit may know it: ENV from an
+    external base image, an automatic platform ARG) or an expansion this module does not model
+    (``${X#pattern}``, ``${X%pattern}``, ``${X/a/b}``, ``${X:?}``).
+    """
+    for match in _VAR.finditer(text):
+        if match.start() > 0 and text[match.start() - 1] == "\\":
+            continue
+        name = match.group("braced") or match.group("bare")
+        if name not in values and match.group("op") not in (":-", "-", ":+", "+"):
+            return False
+    leftover = _VAR.sub("", text).replace("\\$", "")
+    return "$" not in leftover

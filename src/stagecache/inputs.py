@@ -96,13 +96,14 @@ def collect(
                 ref = df.substitute(dep.ref, dockerfile.global_values(spec.build_args))
                 if ref not in images:
                     images[ref] = "scratch" if ref == "scratch" else image_id(ref)
-        stage_records.append(
-            {
-                "name": stage_.label,
-                "from": df.substitute(stage_.base, dockerfile.global_values(spec.build_args)),
-                "instructions": [ins.normalised() for ins in stage_.instructions],
-            }
-        )
+        record = {
+            "name": stage_.label,
+            "from": dockerfile.base_ref(stage_, spec.build_args),
+            "instructions": [ins.normalised() for ins in stage_.instructions],
+        }
+        if stage_.platform is not None:  # FROM --platform=…
+            record["platform"] = df.substitute(stage_.platform, dockerfile.global_values(spec.build_args))
+        stage_records.append(record)
 
     rules = IgnoreRules.load(find_ignore_file(spec.context, spec.dockerfile))
     entries = walk(spec.context, rules)
@@ -111,7 +112,9 @@ def collect(
 
     public: dict[str, Any] = {
         "schema": SCHEMA,
+        "name": spec.name,  # stagecache labels the image with it, so it is part of the image
         "target": stage.label,
+        "directives": dockerfile.directives,
         "platform": spec.platform or platform,
         "global_args": [ins.normalised() for ins in dockerfile.global_arg_lines],
         "stages": stage_records,
@@ -142,16 +145,21 @@ def _select_sources(
     selected: set[int] = set()
     uncacheable: list[str] = []
     for stage in stages:
-        env = dockerfile.stage_args(stage, build_args)
-        for ins in stage.instructions:
+        for ins, values in dockerfile.scopes(stage, build_args):
             sources: list[str] = []
             if ins.cmd in ("COPY", "ADD") and ins.flag("from") is None:
-                sources = [df.substitute(s, env) for s in ins.args[:-1] if not s.startswith("<<")]
+                sources = [s for s in ins.args[:-1] if not s.startswith("<<")]
             elif ins.cmd == "RUN":
                 for mount in df.parse_mounts(ins):
                     if mount["type"] == "bind" and not mount.get("from"):
-                        sources.append(df.substitute(mount.get("source", "."), env))
-            for source in sources:
+                        sources.append(mount.get("source", "."))
+            for raw in sources:
+                if not df.resolvable(raw, values):
+                    # A variable we cannot see (ENV of an external base image, an automatic platform
+                    # ARG) or an expansion we do not model: count the whole context rather than guess.
+                    selected.update(range(len(paths)))
+                    continue
+                source = df.substitute(raw, values)
                 if _REMOTE.search(source) and ins.cmd == "ADD":
                     uncacheable.append(f"{dockerfile.path}:{ins.line}: ADD of a remote source {source!r}")
                     continue
@@ -197,14 +205,21 @@ def _with_subtree(path: str, paths: list[str]) -> set[int]:
 
 
 def _with_link_targets(selected: set[int], entries: list[Entry], paths: list[str]) -> set[int]:
-    """A symlink copied as a source may be followed: include what it points to inside the context."""
+    """A symlink that is copied may be followed by BuildKit: include what it points to, transitively.
+
+    Targets resolve inside the context as BuildKit scopes them: ``..`` stops at the context's root.
+    """
     out = set(selected)
-    for i in selected:
-        entry = entries[i]
-        if entry.kind == "symlink" and entry.link_target is not None:
-            target = posixpath.normpath(posixpath.join(posixpath.dirname(entry.path), entry.link_target))
-            if not target.startswith("../") and target != "..":
-                out.update(_match(target, paths))
+    todo = [i for i in selected if entries[i].kind == "symlink"]
+    while todo:
+        entry = entries[todo.pop()]
+        if entry.link_target is None:
+            continue
+        target = _clean(posixpath.join(posixpath.dirname(entry.path), entry.link_target))
+        for i in _match(target, paths) - out:
+            out.add(i)
+            if entries[i].kind == "symlink":
+                todo.append(i)
     return out
 
 

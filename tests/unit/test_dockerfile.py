@@ -52,10 +52,9 @@ def test_stage_names_are_case_insensitive_and_indexes_work() -> None:
 def test_global_args_substitute_into_from() -> None:
     parsed = df.parse(MULTI)
     base = parsed.target("base")
-    deps = parsed.dependencies(base, {})
-    assert deps[0].kind == "image"
-    assert df.substitute(deps[0].ref, parsed.global_values({})) == "python:3.11-slim"
-    assert df.substitute(deps[0].ref, parsed.global_values({"PY": "3.13"})) == "python:3.13-slim"
+    first = parsed.dependencies(base, {})[0]
+    assert (first.kind, first.ref) == ("image", "python:3.11-slim")
+    assert parsed.dependencies(base, {"PY": "3.13"})[0].ref == "python:3.13-slim"
 
 
 def test_external_copy_from_is_an_image() -> None:
@@ -75,12 +74,56 @@ def test_cycle_is_an_error() -> None:
         parsed.reached(parsed.target("a"), {})
 
 
-def test_stage_args_follow_docker_scoping() -> None:
-    text = "ARG G=global\nFROM alpine\nARG G\nARG L=${G}-local\nENV E=$L\n"
+def scope_of(
+    parsed: df.Dockerfile, stage: int, line: int, args: dict[str, str] | None = None
+) -> dict[str, str]:
+    for ins, values in parsed.scopes(parsed.stages[stage], args or {}):
+        if ins.line == line:
+            return values
+    raise AssertionError(f"no instruction on line {line}")
+
+
+def test_scopes_follow_docker_scoping() -> None:
+    text = "ARG G=global\nFROM alpine\nARG G\nARG L=${G}-local\nENV E=$L\nRUN true\n"
     parsed = df.parse(text)
-    values = parsed.stage_args(parsed.stages[0], {})
-    assert values == {"G": "global", "L": "global-local", "E": "global-local"}
-    assert parsed.stage_args(parsed.stages[0], {"L": "x"})["E"] == "x"
+    assert scope_of(parsed, 0, 6) == {"G": "global", "L": "global-local", "E": "global-local"}
+    assert scope_of(parsed, 0, 6, {"L": "x"})["E"] == "x"
+
+
+def test_values_are_those_in_force_at_each_instruction() -> None:
+    parsed = df.parse(
+        "FROM alpine\nENV D=src\nCOPY $D /app\nENV D=other\nCOPY $D /x\nARG S=-dev\nCOPY r$S /r\n"
+    )
+    assert scope_of(parsed, 0, 3)["D"] == "src"
+    assert scope_of(parsed, 0, 5)["D"] == "other"
+    assert "S" not in scope_of(parsed, 0, 5)
+
+
+def test_global_args_need_redeclaring_inside_a_stage() -> None:
+    parsed = df.parse("ARG G=1\nFROM alpine\nARG L=${G}x\nRUN true\n")
+    assert scope_of(parsed, 0, 4)["L"] == "x"
+
+
+def test_env_passes_to_child_stages_and_args_do_not() -> None:
+    parsed = df.parse("FROM alpine AS base\nARG A=1\nENV D=sub\nFROM base\nCOPY $D/src /x\n")
+    assert scope_of(parsed, 1, 5) == {"D": "sub"}
+
+
+def test_from_with_a_variable_can_name_a_stage() -> None:
+    parsed = df.parse("ARG BASE=builder\nFROM alpine AS builder\nFROM ${BASE}\n")
+    assert [(d.kind, d.ref) for d in parsed.dependencies(parsed.stages[1], {})] == [("stage", "builder")]
+    assert [(d.kind, d.ref) for d in parsed.dependencies(parsed.stages[1], {"BASE": "debian"})] == [
+        ("image", "debian")
+    ]
+
+
+@pytest.mark.parametrize(
+    ("text", "ok"),
+    [("$A/x", True), ("${A:-d}", True), ("${UNSET:-d}", True), ("$UNSET", False), ("${A#s}", False),
+     ("${A%s}", False), ("${A/a/b}", False), ("plain", True), ("\\$UNSET", True)],
+)  # fmt: skip
+def test_resolvable(text: str, ok: bool) -> None:
+    assert df.resolvable(text, {"A": "1"}) is ok
 
 
 @pytest.mark.parametrize(

@@ -212,3 +212,48 @@ def test_diff_names_what_changed(project: Path) -> None:
     assert "- src/app/__init__.py" in lines
     assert "~ src/app/main.py (content)" in lines
     assert any(line.startswith("base image python:3.11-slim") for line in lines)
+
+
+def files_of(root: Path, dockerfile: str, stage: str | None = None) -> list[str]:
+    (root / "Dockerfile").write_text(dockerfile)
+    spec = TargetSpec("t", root, root / "Dockerfile", stage)
+    return [row[0] for row in collect(spec, image_id=lambda r: "x", platform="p").public["files"]]
+
+
+def test_sources_use_the_values_in_force_at_their_line(tmp_path: Path) -> None:
+    for name in ("requirements.txt", "requirements-dev.txt", "src/a", "other/b"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(name)
+    text = "FROM alpine\nARG S=\nCOPY requirements${S}.txt /r\nARG S=-dev\n"
+    text += "ENV D=src\nCOPY $D /app\nENV D=other\n"
+    assert files_of(tmp_path, text) == ["requirements.txt", "src", "src/a"]
+
+
+def test_a_variable_we_cannot_see_counts_the_whole_context(tmp_path: Path) -> None:
+    (tmp_path / "a").write_text("a")
+    (tmp_path / "b").write_text("b")
+    assert files_of(tmp_path, "FROM alpine\nCOPY $FROM_BASE_IMAGE_ENV /x\n") == ["Dockerfile", "a", "b"]
+    assert files_of(tmp_path, "FROM alpine\nARG X=a\nCOPY ${X%b} /x\n") == ["Dockerfile", "a", "b"]
+
+
+def test_symlinks_are_followed_transitively_and_stay_in_the_context(tmp_path: Path) -> None:
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d/real").write_text("content")
+    os.symlink("b", tmp_path / "a")
+    os.symlink("d/real", tmp_path / "b")
+    os.symlink("../d", tmp_path / "up")  # `..` stops at the context's root: this is d
+    assert files_of(tmp_path, "FROM alpine\nCOPY a /x\n") == ["a", "b", "d/real"]
+    assert files_of(tmp_path, "FROM alpine\nCOPY up /x\n") == ["d", "d/real", "up"]
+
+
+def test_from_platform_target_name_and_syntax_directive_count(project: Path) -> None:
+    before = key_of(project)
+    (project / "Dockerfile").write_text(
+        DOCKERFILE.replace("FROM base AS prod", "FROM --platform=linux/arm64 base AS prod")
+    )
+    assert key_of(project) != before
+    (project / "Dockerfile").write_text("# syntax=docker/dockerfile:1.9\n" + DOCKERFILE)
+    assert key_of(project) != before
+    (project / "Dockerfile").write_text(DOCKERFILE)
+    spec = TargetSpec("worker", project, project / "Dockerfile", "prod")
+    assert compute(collect(spec, image_id=lambda ref: "sha256:aaa", platform="linux/amd64")) != before
