@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import tarfile
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -151,10 +152,14 @@ class Resolver:
                 if hit is not None:
                     return finish("store", hit)
             image_id = self._build(target, key, ref, quiet_build)
+            changed = cacheable and self._changed_during_build(target, key)
             stored = False
-            if save and cacheable and self.store is not None:
+            if save and cacheable and not changed and self.store is not None:
                 stored = self._save(target, key, ref, image_id, found)
-        return finish("built", image_id, stored)
+            result = finish("built", image_id, stored)
+            if changed:  # the image keeps the tags asked for, but not the key's: the next run builds again
+                self.docker.remove_image(ref)
+        return result
 
     # --- steps ----------------------------------------------------------------------------------------
     @contextlib.contextmanager
@@ -241,15 +246,21 @@ class Resolver:
             )
             if done.returncode != 0:
                 raise BuildError(target.name, done.stderr or "")
-            return iidfile.read_text().strip()
+            try:
+                return iidfile.read_text().strip()
+            except OSError:
+                raise BuildError(target.name, "docker buildx build wrote no image ID (--iidfile)") from None
+
+    def _changed_during_build(self, target: Target, key: str) -> bool:
+        """Whether the context changed while BuildKit read it (then the image may not match the key)."""
+        again, _ = self.key(target)
+        if again == key:
+            return False
+        self.reporter.warn(f"{target.name}: context changed during the build; image not kept under its key")
+        return True
 
     def _save(self, target: Target, key: str, ref: str, image_id: str, found: inp.Inputs) -> bool:
         assert self.store is not None
-        # The context may have changed while BuildKit read it: then the image may not match the key.
-        again, _ = self.key(target)
-        if again != key:
-            self.reporter.warn(f"{target.name}: the build context changed during the build; not stored")
-            return False
         self.reporter.step(target.name, "saving into the store")
         from . import archive  # tarfile: only a save needs it
 
@@ -277,7 +288,7 @@ class Resolver:
             self.docker.save_file(ref, saved)
             self.store.put(key, feed, target=target.name, repository=target.repository, image_id=image_id,
                            manifest_sha256=manifest_digest, extra=shared)  # fmt: skip
-        except (StoreError, CommandError) as exc:
+        except (StoreError, CommandError, OSError, ValueError, KeyError, tarfile.TarError) as exc:
             self.reporter.warn(f"{target.name}: not stored: {exc}")
             return False
         finally:
