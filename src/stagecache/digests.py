@@ -3,8 +3,8 @@
 Hashing every file of a large context on every run would cost as much as reading it. The cache
 remembers, per file, the ``stat`` fields that change whenever its content can have changed (size,
 mtime, ctime, inode) and the digest computed then. A file whose stat fields match is not read again.
-A file modified within the same clock tick as the cache was written could change without its mtime
-changing ("racily clean", as git calls it): such entries are not trusted and are hashed again.
+A file modified just before it was hashed could change again within the same clock tick without its
+mtime changing ("racily clean", as git calls it): such a file's digest is used but not remembered.
 """
 
 from __future__ import annotations
@@ -13,13 +13,14 @@ import hashlib
 import json
 import os
 import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 CHUNK = 1 << 20
-RACY_NS = 2_000_000_000  # treat files changed within 2 s of the cache's own write as unknown
-_VERSION = 1
+RACY_NS = 2_000_000_000  # a file changed less than 2 s before it was hashed is not remembered
+_VERSION = 2
 
 
 def sha256_file(path: Path) -> str:
@@ -44,7 +45,6 @@ class DigestCache:
     root: Path
     path: Path | None = None
     _entries: dict[str, list[Any]] = field(default_factory=dict)  # relpath -> [signature, digest]
-    _written_ns: int = 0
     _dirty: bool = False
 
     @classmethod
@@ -54,7 +54,6 @@ class DigestCache:
             try:
                 data = json.loads(path.read_text())
                 if data.get("version") == _VERSION and data.get("root") == str(root):
-                    cache._written_ns = int(data["written_ns"])
                     cache._entries = data["entries"]  # as stored: no per-entry conversion
             except (OSError, ValueError, KeyError, TypeError):
                 cache._entries = {}
@@ -68,21 +67,23 @@ class DigestCache:
         """
         out: dict[str, str] = {}
         todo: list[tuple[str, list[int]]] = []
-        trusted_before = self._written_ns - RACY_NS
         for rel, given in files:
             sig = list(given) if given else _signature(os.lstat(self.root / rel))
             known = self._entries.get(rel)
-            if known is not None and known[0] == sig and sig[1] < trusted_before:
+            if known is not None and known[0] == sig:
                 out[rel] = known[1]
             else:
                 todo.append((rel, sig))
         if todo:
-            for (rel, sig), digest in zip(
-                todo, self._hash_all([rel for rel, _ in todo], threads), strict=True
-            ):
+            # A file changed within the last clock tick or two could change again without its mtime
+            # moving ("racily clean", as git calls it): its digest is used now but not remembered.
+            settled_before = time.time_ns() - RACY_NS
+            hashed = self._hash_all([rel for rel, _ in todo], threads)
+            for (rel, sig), digest in zip(todo, hashed, strict=True):
                 out[rel] = digest
-                self._entries[rel] = [sig, digest]
-            self._dirty = True
+                if sig[1] < settled_before and sig[2] < settled_before:
+                    self._entries[rel] = [sig, digest]
+                    self._dirty = True
         return out
 
     def _hash_all(self, relpaths: list[str], threads: int | None) -> list[str]:
@@ -124,7 +125,6 @@ class DigestCache:
         data = {
             "version": _VERSION,
             "root": str(self.root),
-            "written_ns": _now_ns(self.path.parent),
             "entries": self._entries,
         }
         try:
@@ -138,14 +138,3 @@ class DigestCache:
         except OSError:
             return
         self._dirty = False
-
-
-def _now_ns(directory: Path) -> int:
-    """The file system's idea of now (its clock may differ from time.time_ns on network mounts)."""
-    directory.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".clock-")
-    try:
-        return os.fstat(fd).st_mtime_ns
-    finally:
-        os.close(fd)
-        os.unlink(tmp)
