@@ -205,9 +205,12 @@ class DirectoryStore:
         except (OSError, ValueError):
             return None
         try:
-            return Entry(**data)
+            entry = Entry(**data)
         except TypeError:
             return None
+        with contextlib.suppress(OSError):  # a use is recorded as the record's mtime (see touch)
+            entry.last_used = max(entry.last_used, path.stat().st_mtime)
+        return entry
 
     def entries(self) -> list[Entry]:
         if not self._dir("meta").is_dir():
@@ -254,10 +257,10 @@ class DirectoryStore:
             fh.close()
 
     def touch(self, entry: Entry) -> None:
-        """Record a use (for least-recently-used pruning); best effort."""
-        entry.last_used = time.time()
+        """Record a use, for least-recently-used pruning: the record's mtime (no rewrite, no lock)."""
         with contextlib.suppress(OSError):
-            atomic_write(self.meta_path(entry.key), json.dumps(asdict(entry), indent=1).encode())
+            os.utime(self.meta_path(entry.key))
+            entry.last_used = time.time()
 
     # --- writing --------------------------------------------------------------------------------------
     def put(
@@ -285,6 +288,8 @@ class DirectoryStore:
                     image_bytes = write_into(zw.write)  # type: ignore[arg-type]
                 fh.flush()
                 os.fsync(fh.fileno())
+            # An old record must never vouch for the new archive, not even for a moment (--rebuild).
+            self.meta_path(key).unlink(missing_ok=True)
             os.replace(tmp_path, self.archive_path(key))
             _fsync_dir(self._dir("objects"))
             now = time.time()

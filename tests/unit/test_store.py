@@ -126,6 +126,7 @@ def test_prune_older_than(tmp_path: Path) -> None:
     assert old is not None
     old.last_used = time.time() - 3 * 86400
     atomic_write(store.meta_path(KEY_A), json.dumps(asdict(old)).encode())
+    os.utime(store.meta_path(KEY_A), (old.last_used, old.last_used))  # a use is the record's mtime
     assert [e.key for e in store.prune(older_than=86400, dry_run=True)] == [KEY_A]
     assert len(store.entries()) == 2  # a dry run removes nothing
     store.prune(older_than=86400)
