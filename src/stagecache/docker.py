@@ -104,7 +104,7 @@ def argv(*base: str, **options: str | bool | int | Iterable[str] | None) -> list
 
 
 class _UnixConnection(http.client.HTTPConnection):
-    def __init__(self, socket_path: str, timeout: float) -> None:
+    def __init__(self, socket_path: str, timeout: float | None) -> None:
         super().__init__("localhost", timeout=timeout)
         self.socket_path = socket_path
 
@@ -146,8 +146,11 @@ class EngineAPI:
         path = host.removeprefix("unix://")
         return cls(path) if os.path.exists(path) else None
 
-    def request(self, method: str, path: str, body: Iterable[bytes] | None = None) -> tuple[int, bytes]:
-        conn = _UnixConnection(self.socket_path, self.timeout)
+    def request(
+        self, method: str, path: str, body: Iterable[bytes] | None = None, timeout: float | None = -1.0
+    ) -> tuple[int, bytes]:
+        """One request; ``timeout=None`` waits as long as the engine works (a large load)."""
+        conn = _UnixConnection(self.socket_path, self.timeout if timeout == -1.0 else timeout)
         try:
             headers = {"Content-Type": "application/x-tar"} if body is not None else {}
             conn.request(method, path, body=body, headers=headers, encode_chunked=body is not None)
@@ -348,7 +351,10 @@ class Docker:
     def _api_load(self, chunks: Iterable[bytes]) -> str:
         assert self.api is not None
         log.debug("API POST /images/load")
-        status, body = self.api.request("POST", "/images/load?quiet=1", chunks)
+        try:
+            status, body = self.api.request("POST", "/images/load?quiet=1", chunks, timeout=None)
+        except OSError as exc:
+            raise CommandError(["POST", "/images/load"], 1, f"the engine's socket failed: {exc}") from None
         messages = [json.loads(line) for line in body.splitlines() if line.strip().startswith(b"{")]
         errors = (
             [str(m.get("error") or m.get("message")) for m in messages if "error" in m]
