@@ -18,10 +18,10 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from . import __version__
 from . import key as keys
-from .config import Settings, Target
+from .config import Settings, Target, read_tool_table
 from .docker import Docker
 from .errors import ConfigError, ExitCode, StagecacheError
-from .project import Options, cache_dir, load, open_store
+from .project import Options, cache_dir, load, open_store, store_location
 from .resolve import Resolver, Result, target_id
 from .store import DirectoryStore, iso
 from .vcs import commit_sha
@@ -213,17 +213,8 @@ def cmd_build(args: argparse.Namespace, docker: Docker, reporter: TerminalReport
 
 
 def cmd_store(args: argparse.Namespace, docker: Docker, reporter: TerminalReporter, out: TextIO) -> int:
-    root = args.store or os.environ.get("STAGECACHE_STORE")
-    if root:
-        store = DirectoryStore(Path(root).expanduser().resolve())
-    else:
-        settings = Settings(root=Path(args.project_dir).resolve(), targets={}, defaults=[])
-        from .config import read_tool_table, resolve_path
-
-        tool = read_tool_table(settings.root)
-        store = DirectoryStore(
-            resolve_path(settings.root, tool["store"]) if "store" in tool else cache_dir() / "store"
-        )
+    root = Path(args.project_dir).resolve()
+    store = DirectoryStore(store_location(root, args.store, read_tool_table(root)))
     store.ensure()
     if args.store_command == "ls":
         entries = store.entries()
@@ -335,16 +326,10 @@ def _test_fingerprint(
     compose_mode: bool,
 ) -> str:
     """What an identical rerun would have to match: the images' keys, services, arguments, environment."""
-    from .testrun import fingerprint
-
-    services = settings.compose_data.get("services") or {}
     if compose_mode:
-        names = [target.name, *sorted(services.get(target.name, {}).get("depends_on") or {})]
-        return fingerprint(
-            runner.images_for(settings, names), {n: services.get(n) for n in names}, args.extra, env
-        )
+        return runner.compose_fingerprint(settings, target.name, args.extra, env)
     options = {"network-host": args.network_host, "add-host": args.add_host or []}
-    return fingerprint([runner.resolver.resolve(target)], options, args.extra, env)
+    return runner.plain_fingerprint(target, options, args.extra, env)
 
 
 def _env(items: list[str]) -> dict[str, str | None]:
@@ -357,9 +342,6 @@ def _env(items: list[str]) -> dict[str, str | None]:
 
 
 def cmd_run(args: argparse.Namespace, docker: Docker, reporter: TerminalReporter, out: TextIO) -> int:
-    import uuid
-
-    from .docker import Compose
     from .testrun import TestRunner
 
     docker.engine()
@@ -368,22 +350,7 @@ def cmd_run(args: argparse.Namespace, docker: Docker, reporter: TerminalReporter
         raise ConfigError("stagecache run needs a compose file (docker-compose.yml or compose.yaml)")
     target = _pick(settings, args.service, "run-service", "prod", "service to run")
     resolver = _resolver(settings, docker, reporter, use_store=not args.no_store)
-    services = settings.compose_data.get("services") or {}
-    deps = sorted(services.get(target.name, {}).get("depends_on") or {})
-    TestRunner(docker=docker, resolver=resolver, reporter=reporter).images_for(settings, [target.name, *deps])
-    project = Compose(
-        tuple(settings.compose_files), settings.root, f"sc-run-{target.name}-{uuid.uuid4().hex[:8]}"
-    )
-    reporter.step(target.name, f"starting (project {project.name}); Ctrl-C stops it")
-    try:
-        code = docker.compose(project, "up", "--no-build", "--abort-on-container-exit", target.name,
-                              capture=False, check=False).returncode  # fmt: skip
-    except KeyboardInterrupt:
-        code = 0
-    finally:
-        reporter.step(target.name, "stopping and removing containers, networks and volumes")
-        docker.compose(project, "down", "--volumes", "--remove-orphans", "--timeout", "10", check=False)
-    return code
+    return TestRunner(docker=docker, resolver=resolver, reporter=reporter).serve(settings, target.name)
 
 
 def cmd_check_prod(args: argparse.Namespace, docker: Docker, reporter: TerminalReporter, out: TextIO) -> int:
@@ -518,3 +485,7 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     except KeyboardInterrupt:
         print("stagecache: interrupted", file=sys.stderr)
         return int(ExitCode.INTERRUPTED)
+    except OSError as exc:  # a file or directory the environment does not let us use
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"stagecache: error: {where}{exc.strerror or exc}", file=sys.stderr)
+        return int(ExitCode.USAGE)

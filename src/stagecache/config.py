@@ -67,7 +67,6 @@ class Settings:
     store_max_size: int | None = None
     secret_patterns: tuple[str, ...] = DEFAULT_SECRET_PATTERNS
     compose_files: list[Path] = field(default_factory=list)
-    compose_project: str | None = None
     compose_data: dict[str, Any] = field(default_factory=dict)
     tool: dict[str, Any] = field(default_factory=dict)
 

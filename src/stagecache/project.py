@@ -48,7 +48,6 @@ def load(opts: Options, docker: Docker) -> cfg.Settings:
     if compose_files:
         data = docker.compose_config(compose_files, root)
         settings.compose_files = compose_files
-        settings.compose_project = str(data.get("name") or root.name)
         settings.compose_data = data
         targets = cfg.targets_from_compose(data, compose_files[0])
     else:
@@ -71,12 +70,22 @@ def load(opts: Options, docker: Docker) -> cfg.Settings:
         )
         for name, t in targets.items()
     }
-    store = opts.store or os.environ.get("STAGECACHE_STORE") or tool.get("store")
-    settings.store = cfg.resolve_path(root, store) if store else cache_dir() / "store"
+    settings.store = store_location(root, opts.store, tool)
     if "store-max-size" in tool:
         settings.store_max_size = cfg.parse_size(tool["store-max-size"], f"{root}/pyproject.toml")
     settings.secret_patterns = tuple(str(p) for p in tool.get("secret-args", DEFAULT_SECRET_PATTERNS))
     return settings
+
+
+def store_location(root: Path, given: str | None, tool: Mapping[str, object]) -> Path:
+    """``--store`` or ``STAGECACHE_STORE`` (relative to the working directory), else ``[tool.stagecache]
+    store`` (relative to the project), else the user's cache directory."""
+    chosen = given or os.environ.get("STAGECACHE_STORE")
+    if chosen:
+        return Path(os.path.expanduser(chosen)).resolve()
+    if "store" in tool:
+        return cfg.resolve_path(root, str(tool["store"]))
+    return cache_dir() / "store"
 
 
 def open_store(settings: cfg.Settings) -> DirectoryStore:

@@ -12,9 +12,12 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 import posixpath
+import shlex
 import signal
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
@@ -91,22 +94,36 @@ def _terminate_as_interrupt() -> Iterator[None]:
 
 @contextlib.contextmanager
 def _uninterrupted() -> Iterator[None]:
-    """Keep a second Ctrl-C from cutting the clean-up short."""
+    """Keep a second Ctrl-C, or a SIGTERM, from cutting the clean-up short."""
     try:
-        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
-    except ValueError:
+        previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGTERM)}
+    except ValueError:  # not the main thread
         yield
         return
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
-def _prepare_results(results: Path | None) -> None:
+def _prepare_results(results: Path | None, service: str) -> None:
     if results is not None:
         results.mkdir(parents=True, exist_ok=True)
         os.chmod(results, 0o777)  # noqa: S103 - the container's user (often not root) writes the report here
+        (results / f"junit-{service}.xml").unlink(missing_ok=True)  # never pass off an old report as new
+
+
+def dependencies(services: Mapping[str, Any], service: str) -> list[str]:
+    """Every service ``service`` depends on, directly or not, sorted."""
+    seen: set[str] = set()
+    todo = [service]
+    while todo:
+        for dep in services.get(todo.pop(), {}).get("depends_on") or {}:
+            if dep not in seen and dep != service:
+                seen.add(dep)
+                todo.append(dep)
+    return sorted(seen)
 
 
 @dataclass
@@ -131,37 +148,102 @@ class TestRunner:
         services = settings.compose_data.get("services") or {}
         if service not in services:
             raise ConfigError(f"unknown service {service!r}; services: {', '.join(sorted(services))}")
-        project = Compose(
-            tuple(settings.compose_files), settings.root, f"sc-{service}-{uuid.uuid4().hex[:8]}"
-        )
-        deps = sorted(services[service].get("depends_on") or {})
-        images = self.images_for(settings, [service, *deps])
-        command = self._command(services[service], settings.targets.get(service), images)
-        _prepare_results(results)
+        deps = dependencies(services, service)
         code = 1
-        with _terminate_as_interrupt():
-            try:
-                if deps:
-                    self.reporter.step(service, f"starting {', '.join(deps)} (project {project.name})")
-                    self._up(project, deps, wait_timeout)
-                self.reporter.step(service, f"running {' '.join(command + list(extra_args))}")
-                args = ["run", "--rm", "--no-deps", "--label", f"{LABEL_PREFIX}.run={project.name}"]
-                if not tty:
-                    args.append("-T")
-                if results is not None:
-                    args += ["--volume", f"{results.resolve()}:{RESULTS_MOUNT}"]
-                for name, value in (env or {}).items():
-                    args += ["--env", f"{name}={value}"]
-                args += [service, *with_results(command, service, results), *extra_args]
-                code = self.docker.compose(project, *args, capture=False, check=False).returncode
-            finally:
-                with _uninterrupted():
-                    self.reporter.step(service, "removing containers, networks and volumes")
-                    self.docker.compose(project, "down", "--volumes", "--remove-orphans", "--timeout", "5",
-                                        check=False)  # fmt: skip
+        with self.project(settings, f"sc-{service}", [service, *deps]) as (project, images):
+            command = self._command(services[service], settings.targets.get(service), images)
+            _prepare_results(results, service)
+            with _terminate_as_interrupt():
+                try:
+                    if deps:
+                        self.reporter.step(service, f"starting {', '.join(deps)} (project {project.name})")
+                        self._up(project, deps, wait_timeout)
+                    self.reporter.step(service, f"running {' '.join(command + list(extra_args))}")
+                    args = ["run", "--rm", "--no-deps", "--label", f"{LABEL_PREFIX}.run={project.name}"]
+                    if not tty:
+                        args.append("-T")
+                    if results is not None:
+                        args += ["--volume", f"{results.resolve()}:{RESULTS_MOUNT}"]
+                    for name, value in (env or {}).items():
+                        args += ["--env", f"{name}={value}"]
+                    args += [service, *with_results(command, service, results), *extra_args]
+                    code = self.docker.compose(project, *args, capture=False, check=False).returncode
+                finally:
+                    self.down(project, service)
         return TestOutcome(
             service, code, time.monotonic() - start, project.name, _junit(results, service), images
         )
+
+    @contextlib.contextmanager
+    def project(
+        self, settings: Settings, prefix: str, services: Sequence[str]
+    ) -> Iterator[tuple[Compose, list[Result]]]:
+        """A compose project of our own whose services run exactly the images the cache gave.
+
+        The images come through the cache; a small override file pins each built service to its key
+        tag, so compose neither builds nor picks up a tag another run has moved meanwhile.
+        """
+        images = self.images_for(settings, services)
+        pins = {"services": {r.target: {"image": r.image} for r in images}}
+        with tempfile.TemporaryDirectory(prefix="stagecache-compose-") as tmp:
+            override = Path(tmp) / "stagecache.override.json"  # JSON is YAML
+            override.write_text(json.dumps(pins))
+            files = (*settings.compose_files, override)
+            yield Compose(files, settings.root, f"{prefix}-{uuid.uuid4().hex[:8]}"), images
+
+    def serve(self, settings: Settings, service: str) -> int:
+        """A service and its dependencies in the foreground until it exits or Ctrl-C; then all removed."""
+        services = settings.compose_data.get("services") or {}
+        with self.project(settings, f"sc-run-{service}", [service, *dependencies(services, service)]) as (
+            project,
+            _,
+        ):
+            self.reporter.step(service, f"starting (project {project.name}); Ctrl-C stops it")
+            with _terminate_as_interrupt():
+                try:
+                    up = ["up", "--no-build", "--abort-on-container-exit", service]
+                    return self.docker.compose(project, *up, capture=False, check=False).returncode
+                except KeyboardInterrupt:
+                    return 0  # Ctrl-C is how a server in the foreground is meant to stop
+                finally:
+                    self.down(project, service)
+
+    # --- fingerprints, for --skip-passed ---------------------------------------------------------------
+    def compose_fingerprint(
+        self, settings: Settings, service: str, extra: Sequence[str], env: Mapping[str, str | None]
+    ) -> str:
+        services = settings.compose_data.get("services") or {}
+        names = [service, *dependencies(services, service)]
+        for name in names:
+            mounts = [v for v in services.get(name, {}).get("volumes") or [] if v.get("type") == "bind"]
+            if mounts:
+                raise ConfigError(
+                    f"--skip-passed: service {name!r} bind-mounts {mounts[0].get('source')}, which no key "
+                    "covers; drop the option or the mount"
+                )
+        images = self.images_for(settings, names)
+        built = {r.target for r in images}
+        pulled = {}  # services that run an image as it is: its ID, since a tag can move
+        for name in names:
+            ref = services.get(name, {}).get("image")
+            if name not in built and ref:
+                info = self.docker.image_inspect(str(ref))
+                pulled[name] = info.id if info else str(ref)
+        definitions = {n: services.get(n) for n in names}
+        return fingerprint(images, {"services": definitions, "images": pulled}, extra, env)
+
+    def plain_fingerprint(
+        self, target: Target, options: Mapping[str, Any], extra: Sequence[str], env: Mapping[str, str | None]
+    ) -> str:
+        return fingerprint([self.resolver.resolve(target)], options, extra, env)
+
+    def down(self, project: Compose, service: str) -> None:
+        """Remove the project's containers, networks and volumes; neither Ctrl-C nor SIGTERM cuts it short."""
+        with _uninterrupted():
+            self.reporter.step(service, "removing containers, networks and volumes")
+            self.docker.compose(
+                project, "down", "--volumes", "--remove-orphans", "--timeout", "5", check=False
+            )
 
     def images_for(self, settings: Settings, services: Sequence[str]) -> list[Result]:
         """Resolve, through the cache, the image of every named service that compose would build."""
@@ -176,7 +258,7 @@ class TestRunner:
     def _command(self, conf: Mapping[str, Any], target: Target | None, images: list[Result]) -> list[str]:
         command = conf.get("command")
         if isinstance(command, str):
-            return command.split()
+            return shlex.split(command)
         if command:
             return [str(c) for c in command]
         image = next((r.image for r in images if target is not None and r.target == target.name), None)
@@ -228,7 +310,7 @@ class TestRunner:
             options += ["--add-host", f"{host}:host-gateway"]
         for key, value in (env or {}).items():
             options += ["--env", key if value is None else f"{key}={value}"]
-        _prepare_results(results)
+        _prepare_results(results, target.name)
         if results is not None:
             options += ["--volume", f"{results.resolve()}:{RESULTS_MOUNT}"]
         self.reporter.step(target.name, f"running {' '.join(command + list(extra_args))}")
