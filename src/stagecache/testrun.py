@@ -75,29 +75,11 @@ def with_results(command: Sequence[str], service: str, results: Path | None) -> 
 
 
 @contextlib.contextmanager
-def _terminate_as_interrupt() -> Iterator[None]:
-    """SIGTERM (a CI runner cancelling the job) takes the same clean-up path as Ctrl-C."""
-
-    def handler(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt
-
+def _signals(handlers: Mapping[signal.Signals, Any]) -> Iterator[None]:
+    """Install signal handlers for the block; outside the main thread (where Python forbids it), none."""
     try:
-        previous = signal.signal(signal.SIGTERM, handler)
-    except ValueError:  # not the main thread
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
-@contextlib.contextmanager
-def _uninterrupted() -> Iterator[None]:
-    """Keep a second Ctrl-C, or a SIGTERM, from cutting the clean-up short."""
-    try:
-        previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGTERM)}
-    except ValueError:  # not the main thread
+        previous = {sig: signal.signal(sig, handler) for sig, handler in handlers.items()}
+    except ValueError:
         yield
         return
     try:
@@ -105,6 +87,20 @@ def _uninterrupted() -> Iterator[None]:
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+def _raise_interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+def _terminate_as_interrupt() -> contextlib.AbstractContextManager[None]:
+    """SIGTERM (a CI runner cancelling the job) takes the same clean-up path as Ctrl-C."""
+    return _signals({signal.SIGTERM: _raise_interrupt})
+
+
+def _uninterrupted() -> contextlib.AbstractContextManager[None]:
+    """Keep a second Ctrl-C, or a SIGTERM, from cutting the clean-up short."""
+    return _signals({signal.SIGINT: signal.SIG_IGN, signal.SIGTERM: signal.SIG_IGN})
 
 
 def _prepare_results(results: Path | None, service: str) -> None:
