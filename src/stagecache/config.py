@@ -44,6 +44,15 @@ KNOWN_KEYS: dict[str, type | tuple[type, ...]] = {
 }
 
 
+# Compose build options that would change what is built in ways the key cannot see (yet).
+UNSUPPORTED_BUILD_KEYS = {
+    "dockerfile_inline": "put the Dockerfile in a file and name it with `dockerfile:`",
+    "additional_contexts": "copy from a stage or an image instead, or build this service with compose",
+    "secrets": "build this service with compose, or pass the value some other way",
+    "ssh": "build this service with compose",
+}
+
+
 @dataclass(frozen=True)
 class Target:
     """A buildable target: its inputs (``spec``) and the names the resulting image gets."""
@@ -158,6 +167,10 @@ def targets_from_compose(data: Mapping[str, Any], compose_file: Path) -> dict[st
         dockerfile = Path(build.get("dockerfile") or "Dockerfile")
         if not dockerfile.is_absolute():
             dockerfile = context / dockerfile
+        where = f"{compose_file}: service {service!r}"
+        for unsupported, fix in UNSUPPORTED_BUILD_KEYS.items():
+            if build.get(unsupported):
+                raise ConfigError(f"{where}: build.{unsupported} is not supported by stagecache yet; {fix}")
         args = {str(k): str(v) for k, v in (build.get("args") or {}).items() if v is not None}
         image = conf.get("image")
         spec = TargetSpec(
@@ -167,6 +180,7 @@ def targets_from_compose(data: Mapping[str, Any], compose_file: Path) -> dict[st
             stage=build.get("target"),
             build_args=args,
             platform=conf.get("platform"),
+            labels={str(k): str(v) for k, v in (build.get("labels") or {}).items()},
         )
         repo = split_image(image) if image else default_repository(project, service)
         targets[service] = Target(

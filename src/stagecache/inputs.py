@@ -40,6 +40,7 @@ class TargetSpec:
     stage: str | None = None
     build_args: Mapping[str, str] = field(default_factory=dict)
     platform: str | None = None
+    labels: Mapping[str, str] = field(default_factory=dict)  # compose `build.labels`, set on the image
 
 
 @dataclass
@@ -119,6 +120,7 @@ def collect(
         "global_args": [ins.normalised() for ins in dockerfile.global_arg_lines],
         "stages": stage_records,
         "args": args,
+        "labels": dict(sorted(spec.labels.items())),
         "images": images,
         "files": files,
     }

@@ -230,7 +230,7 @@ class Resolver:
     def _build(self, target: Target, key: str, ref: str, quiet: bool) -> str:
         self.reporter.step(target.name, "building with BuildKit")
         spec = target.spec
-        labels = {f"{LABEL_PREFIX}.key": key, f"{LABEL_PREFIX}.target": target.name}
+        labels = {**spec.labels, f"{LABEL_PREFIX}.key": key, f"{LABEL_PREFIX}.target": target.name}
         with tempfile.TemporaryDirectory(prefix="stagecache-") as tmp:
             iidfile = Path(tmp) / "iid"
             done = self.docker.build(
