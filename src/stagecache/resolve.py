@@ -137,7 +137,12 @@ class Resolver:
         if cacheable and not rebuild:
             info = self._from_daemon(ref, key)
             if info is not None:
-                stored = save and self._backfill(target, key, ref, info.id, found)
+                entry = None
+                if self.store is not None:
+                    entry = self.store.get(key)
+                    if entry is not None:
+                        self.store.touch(entry)
+                stored = save and entry is None and self._backfill(target, key, ref, info.id, found)
                 return finish("daemon", info.id, stored, info.repo_tags)
             hit = self._from_store(target, key, ref)
             if hit is not None:
@@ -178,15 +183,11 @@ class Resolver:
         info = self.docker.image_inspect(ref)
         if info is None or info.labels.get(f"{LABEL_PREFIX}.key") != key:
             return None
-        if self.store is not None:
-            entry = self.store.get(key)
-            if entry is not None:
-                self.store.touch(entry)
         return info
 
     def _backfill(self, target: Target, key: str, ref: str, image_id: str, found: inp.Inputs) -> bool:
         """A daemon hit whose key the store lacks (a fresh CI cache, a save that was killed): save it once."""
-        if self.store is None or self.store.get(key) is not None:
+        if self.store is None:
             return False
         with self.store.lock(key):
             if self.store.get(key) is not None:
