@@ -1,0 +1,73 @@
+"""The argv the Docker face builds, checked with a recording runner (no engine)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import IO
+
+from stagecache.docker import Completed, Compose, Docker, argv
+
+
+class Recorder:
+    def __init__(self, stdout: str = "", returncode: int = 0, stderr: str = "") -> None:
+        self.calls: list[list[str]] = []
+        self.answer = (returncode, stdout, stderr)
+
+    def __call__(
+        self,
+        argv: Sequence[str],
+        *,
+        check: bool = True,
+        capture: bool = True,
+        stdin: IO[bytes] | None = None,
+        env: Mapping[str, str] | None = None,
+        cwd: Path | None = None,
+    ) -> Completed:
+        self.calls.append(list(argv))
+        code, out, err = self.answer
+        return Completed(list(argv), code, out, err)
+
+
+def test_argv_helper_skips_none_and_false_and_repeats_lists() -> None:
+    assert argv("build", target="dev", no_cache=True, quiet=False, platform=None, tag=["a", "b"]) == [
+        "build", "--target", "dev", "--no-cache", "--tag", "a", "--tag", "b",
+    ]  # fmt: skip
+
+
+def test_build_argv(tmp_path: Path) -> None:
+    runner = Recorder()
+    Docker(runner=runner).build(
+        context=tmp_path, dockerfile=tmp_path / "Dockerfile", target="prod", tags=["r:sc-1"],
+        build_args={"A": "1"}, labels={"l": "v"}, quiet=True, iidfile=tmp_path / "iid",
+    )  # fmt: skip
+    assert runner.calls == [[
+        "docker", "buildx", "build", "--file", str(tmp_path / "Dockerfile"), "--target", "prod",
+        "--tag", "r:sc-1", "--build-arg", "A=1", "--label", "l=v", "--iidfile", str(tmp_path / "iid"),
+        "--progress", "plain", "--load", str(tmp_path),
+    ]]  # fmt: skip
+
+
+def test_compose_argv_names_project_files_and_directory(tmp_path: Path) -> None:
+    runner = Recorder()
+    project = Compose((tmp_path / "docker-compose.yml", tmp_path / "override.json"), tmp_path, "sc-x-1")
+    Docker(runner=runner).compose(project, "down", "--volumes")
+    assert runner.calls == [[
+        "docker", "compose", "--project-directory", str(tmp_path), "--project-name", "sc-x-1",
+        "-f", str(tmp_path / "docker-compose.yml"), "-f", str(tmp_path / "override.json"),
+        "down", "--volumes",
+    ]]  # fmt: skip
+
+
+def test_inspect_of_a_missing_image_is_none() -> None:
+    runner = Recorder(returncode=1, stderr="Error: No such image: nope:1")
+    assert Docker(runner=runner).image_inspect("nope:1") is None
+    assert runner.calls == [["docker", "image", "inspect", "nope:1"]]
+
+
+def test_engine_version_and_platform_in_one_call() -> None:
+    runner = Recorder(stdout="20.10.24 linux/amd64\n")
+    docker = Docker(runner=runner)
+    assert docker.engine().platform == "linux/amd64"
+    assert docker.engine().version == "20.10.24"
+    assert len(runner.calls) == 1  # asked once
