@@ -184,6 +184,7 @@ class ImageInfo:
     cmd: tuple[str, ...] = ()
     entrypoint: tuple[str, ...] = ()
     layers: tuple[str, ...] = ()  # diff IDs, base first
+    onbuild: tuple[str, ...] = ()  # ONBUILD triggers, run when this image is a FROM base
 
     @classmethod
     def from_inspect(cls, data: Mapping[str, Any]) -> ImageInfo:
@@ -199,6 +200,7 @@ class ImageInfo:
             cmd=tuple(config.get("Cmd") or ()),
             entrypoint=tuple(config.get("Entrypoint") or ()),
             layers=tuple((data.get("RootFS") or {}).get("Layers") or ()),
+            onbuild=tuple(config.get("OnBuild") or ()),
         )
 
 

@@ -52,6 +52,7 @@ class Inputs:
     uncacheable: list[str]
     dockerfile: df.Dockerfile
     stage: df.Stage
+    warnings: list[str] = field(default_factory=list)
 
 
 def is_secret(name: str, patterns: Iterable[str]) -> bool:
@@ -65,6 +66,7 @@ def collect(
     platform: str,
     digests: DigestCache | None = None,
     secret_patterns: Iterable[str] = DEFAULT_SECRET_PATTERNS,
+    onbuild: Callable[[str], bool] = lambda ref: False,
 ) -> Inputs:
     """Compute the manifest of ``spec``. ``image_id`` maps an external image reference to its identity."""
     if not spec.context.is_dir():
@@ -109,7 +111,20 @@ def collect(
     rules = IgnoreRules.load(find_ignore_file(spec.context, spec.dockerfile))
     entries = walk(spec.context, rules)
     selection, uncacheable = _select_sources(dockerfile, stages, entries, spec.build_args)
-    files = _describe(spec.context, [entries[i] for i in sorted(selection)], digests)
+    # ONBUILD triggers of an external base image run in our build and may copy anything: count it all.
+    triggers = sorted(
+        {r for s in stages if (r := dockerfile.base_ref(s, spec.build_args)) in images and onbuild(r)}
+    )
+    if triggers:
+        selection = set(range(len(entries)))
+    chosen = [entries[i] for i in sorted(selection)]
+    files = _describe(spec.context, chosen, digests)
+    warnings = [
+        f"{e.path}: BuildKit lists this file but will not send its content under these .dockerignore rules "
+        f"(the image gets an empty or stale copy); add `!{e.path}` as the ignore file's last line"
+        for e in chosen
+        if e.content_refused
+    ]
 
     public: dict[str, Any] = {
         "schema": SCHEMA,
@@ -126,7 +141,9 @@ def collect(
     }
     if uncacheable:
         public["uncacheable"] = uncacheable
-    return Inputs(public, secret_digests, uncacheable, dockerfile, stage)
+    if triggers:
+        public["onbuild"] = triggers
+    return Inputs(public, secret_digests, uncacheable, dockerfile, stage, warnings)
 
 
 def _display(dockerfile: Path, context: Path) -> str:

@@ -99,6 +99,7 @@ class Resolver:
                 platform=self.platform(),
                 digests=cache,
                 secret_patterns=self.secret_patterns,
+                onbuild=lambda ref: bool(ref in self._images and self._images[ref].onbuild),
             )
         finally:
             if cache is not None:
@@ -124,6 +125,8 @@ class Resolver:
         cacheable = not found.uncacheable
         for reason in found.uncacheable:
             self.reporter.warn(f"{target.name}: not cacheable, always built: {reason}")
+        for warning in found.warnings:
+            self.reporter.warn(f"{target.name}: {warning}")
 
         def finish(
             outcome: Outcome, image_id: str, stored: bool = False, present: Sequence[str] = ()

@@ -257,3 +257,25 @@ def test_from_platform_target_name_and_syntax_directive_count(project: Path) -> 
     (project / "Dockerfile").write_text(DOCKERFILE)
     spec = TargetSpec("worker", project, project / "Dockerfile", "prod")
     assert compute(collect(spec, image_id=lambda ref: "sha256:aaa", platform="linux/amd64")) != before
+
+
+def test_onbuild_triggers_of_a_base_image_count_the_whole_context(tmp_path: Path) -> None:
+    (tmp_path / "Dockerfile").write_text("FROM onbuild-base\nCOPY a /a\n")
+    (tmp_path / "a").write_text("a")
+    (tmp_path / "b").write_text("b")
+    spec = TargetSpec("t", tmp_path, tmp_path / "Dockerfile")
+    plain = collect(spec, image_id=lambda r: "x", platform="p")
+    triggered = collect(spec, image_id=lambda r: "x", platform="p", onbuild=lambda ref: ref == "onbuild-base")
+    assert [row[0] for row in plain.public["files"]] == ["a"]
+    assert [row[0] for row in triggered.public["files"]] == ["Dockerfile", "a", "b"]
+    assert triggered.public["onbuild"] == ["onbuild-base"]
+
+
+def test_files_buildkit_will_not_send_are_warned_about(tmp_path: Path) -> None:
+    (tmp_path / "z/x/y.md").mkdir(parents=True)
+    (tmp_path / "z/x/y.md/f.txt").write_text("content")
+    (tmp_path / ".dockerignore").write_text("*/*\n!**/*.txt\n**/*.md\n")
+    (tmp_path / "Dockerfile").write_text("FROM alpine\nCOPY z /z\n")
+    found = collect(TargetSpec("t", tmp_path, tmp_path / "Dockerfile"), image_id=lambda r: "x", platform="p")
+    assert len(found.warnings) == 1
+    assert found.warnings[0].startswith("z/x/y.md/f.txt: BuildKit lists this file but will not send")
