@@ -50,6 +50,17 @@ class TestOutcome:
     images: list[Result] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class NotReady:
+    service: str
+    state: str  # "starting", "unhealthy", "exited", …
+    last_check: str  # the healthcheck's last exit code and output
+    exited: bool
+
+    def __str__(self) -> str:
+        return f"{self.service} is {self.state} ({self.last_check or 'no healthcheck output'})"
+
+
 @dataclass
 class HostNetwork:
     """How a container reaches services on the host (seed 2's shape)."""
@@ -263,22 +274,38 @@ class TestRunner:
         return list(info.cmd) if info else []
 
     def _up(self, project: Compose, deps: Sequence[str], wait_timeout: int) -> None:
-        up = self.docker.compose(
-            project, "up", "--detach", "--no-build", "--wait", "--wait-timeout", str(wait_timeout), *deps,
-            check=False,
-        )  # fmt: skip
-        if up.returncode == 0:
-            return
-        problems = []
-        for row in self.docker.compose_ps(project):
-            name = str(row.get("Name", ""))
-            health = str(row.get("Health", ""))
-            if (health and health != "healthy") or row.get("State") not in ("running", None):
-                problems.append(f"{row.get('Service', name)} is {health or row.get('State')}"
-                                f" ({self.docker.health_log(name) or 'no healthcheck output'})")  # fmt: skip
+        """Start the dependencies and wait, at most ``wait_timeout`` seconds, until each is running and,
+        where it has a healthcheck, healthy. (Polled here rather than left to ``up --wait``, which was
+        seen to return success while a dependency's healthcheck was still failing.)"""
+        up = self.docker.compose(project, "up", "--detach", "--no-build", *deps, check=False)
+        deadline = time.monotonic() + wait_timeout
+        while up.returncode == 0:
+            problems = self._not_ready(project, deps)
+            if not problems:
+                return
+            if time.monotonic() > deadline or any(p.exited for p in problems):
+                detail = "; ".join(str(p) for p in problems)
+                raise ServicesNotReady(f"services not ready after {wait_timeout}s: {detail}")
+            time.sleep(0.5)
         last = up.stderr.strip().splitlines()[-1] if up.stderr.strip() else f"exit {up.returncode}"
-        detail = "; ".join(problems) or last
-        raise ServicesNotReady(f"services not ready after {wait_timeout}s: {detail}")
+        detail = "; ".join(str(p) for p in self._not_ready(project, deps)) or last
+        raise ServicesNotReady(f"could not start {', '.join(deps)}: {detail}")
+
+    def _not_ready(self, project: Compose, deps: Sequence[str]) -> list[NotReady]:
+        rows = {str(row.get("Service")): row for row in self.docker.compose_ps(project)}
+        problems = []
+        for service in deps:
+            row = rows.get(service)
+            if row is None:
+                problems.append(NotReady(service, "not created", "", exited=False))
+                continue
+            state, health = str(row.get("State", "")), str(row.get("Health", ""))
+            if state == "exited" and str(row.get("ExitCode")) == "0":
+                continue  # a one-shot dependency (migrations, fixtures) that has done its job
+            if state != "running" or health not in ("", "healthy"):
+                log = self.docker.health_log(str(row.get("Name", ""))) if health else ""
+                problems.append(NotReady(service, health or state, log, exited=state in ("exited", "dead")))
+        return problems
 
     # --- without compose ----------------------------------------------------------------------------
     def run_plain(
