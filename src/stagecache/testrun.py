@@ -286,7 +286,7 @@ class TestRunner:
             if time.monotonic() > deadline or any(p.exited for p in problems):
                 detail = "; ".join(str(p) for p in problems)
                 raise ServicesNotReady(f"services not ready after {wait_timeout}s: {detail}")
-            time.sleep(0.5)
+            time.sleep(0.25)
         last = up.stderr.strip().splitlines()[-1] if up.stderr.strip() else f"exit {up.returncode}"
         detail = "; ".join(str(p) for p in self._not_ready(project, deps)) or last
         raise ServicesNotReady(f"could not start {', '.join(deps)}: {detail}")
