@@ -113,6 +113,7 @@ def main() -> int:
                 "  (images from an earlier demo were still in the daemon; removing them and building again)"
             )
             remove_images(first)
+            shutil.rmtree(env["STAGECACHE_STORE"])  # the hit above saved them into the new store
             rows.clear()
             first = build(project, env, "first build", rows)
 
@@ -138,12 +139,14 @@ def main() -> int:
 
         say("7. One source file changed: both targets copy src/, both build again")
         main_py = project / "src/notes_api/main.py"
-        main_py.write_text(main_py.read_text() + "\n# a change\n")
+        main_py.write_text(main_py.read_text() + f"\n# a change made by the demo at {time.time()}\n")
         for target in ("api-server", "api-tests"):
             print(stagecache("key", target, "--why", cwd=project, env=env).stdout.rstrip())
-        build(project, env, "after an edit", rows)
+        edited = build(project, env, "after an edit", rows)
         test = stagecache("test", "api-tests", "-q", cwd=project, env=env)
         print(test.stdout.strip().splitlines()[-1])
+
+        remove_images(edited)  # unique to this run: nothing else will ever use them
 
         say("Summary")
         widths = [max(len(r[i]) for r in [["step", "target", "outcome", "seconds"], *rows]) for i in range(4)]
