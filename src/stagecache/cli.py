@@ -448,16 +448,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("target", nargs="?", help="default: the target built for the prod stage")
     p.set_defaults(func=cmd_check_prod)
 
-    p = sub.add_parser("store", parents=[common], help="list, prune or verify the store")
+    p = sub.add_parser("store", help="list, prune or verify the store")
     store_sub = p.add_subparsers(dest="store_command", required=True, metavar="ACTION")
-    ls = store_sub.add_parser("ls", help="list entries, most recently used first")
-    ls.add_argument("--json", action="store_true")
-    prune = store_sub.add_parser("prune", help="remove least recently used entries")
+    # The common options go on each action, so that `stagecache store ls --store DIR` works.
+    ls = store_sub.add_parser("ls", parents=[common], help="list entries, most recently used first")
+    ls.add_argument("--json", action="store_true", help="print entries as JSON")
+    prune = store_sub.add_parser("prune", parents=[common], help="remove least recently used entries")
     prune.add_argument("--max-size", metavar="SIZE", help="keep the store under SIZE (e.g. 5GB)")
     prune.add_argument("--keep", type=int, metavar="N", help="keep the N most recently used")
     prune.add_argument("--older-than", metavar="AGE", help="remove entries unused for AGE (e.g. 7d)")
     prune.add_argument("--dry-run", action="store_true", help="say what would go")
-    store_sub.add_parser("verify", help="check every archive against its digest")
+    store_sub.add_parser("verify", parents=[common], help="check every archive against its digest")
     p.set_defaults(func=cmd_store)
     return parser
 

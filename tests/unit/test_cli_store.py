@@ -1,0 +1,75 @@
+"""`stagecache store ls|prune|verify` on a store made here (no engine needed)."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from stagecache.cli import main
+from stagecache.store import DirectoryStore
+
+KEYS = ["sha256:" + c * 64 for c in "abc"]
+
+
+def write_random(sink: Callable[[bytes], None]) -> int:
+    sink(os.urandom(5000))
+    return 5000
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Path:
+    root = tmp_path / "store"
+    s = DirectoryStore(root)
+    for i, key in enumerate(KEYS):
+        s.put(
+            key, write_random, target=f"t{i}", repository="repo", image_id="sha256:img", manifest_sha256="m"
+        )
+        os.utime(s.meta_path(key), (time.time() - 100 + i, time.time() - 100 + i))  # c is the newest
+    return root
+
+
+def cli(*args: str) -> tuple[int, str]:
+    out = io.StringIO()
+    return main(list(args), out=out), out.getvalue()
+
+
+def test_ls_lists_most_recently_used_first(store: Path) -> None:
+    code, text = cli("store", "ls", "--store", str(store))
+    assert code == 0
+    lines = text.splitlines()
+    assert lines[0].split()[:3] == ["KEY", "TARGET", "REPOSITORY"]
+    assert [line.split()[1] for line in lines[1:4]] == ["t2", "t1", "t0"]
+    assert lines[-1].startswith("3 entries")
+    code, text = cli("store", "ls", "--json", "--store", str(store))
+    assert [e["target"] for e in json.loads(text)] == ["t2", "t1", "t0"]
+
+
+def test_prune_keep_and_dry_run(store: Path) -> None:
+    code, text = cli("store", "prune", "--keep", "1", "--dry-run", "--store", str(store))
+    assert code == 0
+    assert "would remove 2 entries" in text
+    assert len(DirectoryStore(store).entries()) == 3
+    code, text = cli("store", "prune", "--keep", "1", "--store", str(store))
+    assert [e.target for e in DirectoryStore(store).entries()] == ["t2"]
+
+
+def test_prune_needs_a_limit(store: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _ = cli("store", "prune", "--store", str(store))
+    assert code == 2
+    assert "give --max-size, --keep or --older-than" in capsys.readouterr().err
+
+
+def test_verify_reports_and_removes_damage(store: Path) -> None:
+    s = DirectoryStore(store)
+    s.archive_path(KEYS[0]).write_bytes(b"garbage")
+    code, text = cli("store", "verify", "--store", str(store))
+    assert code == 1
+    assert "t0: archive does not match its recorded digest; removed" in text
+    assert "2 entries ok, 1 damaged and removed" in text
+    assert cli("store", "verify", "--store", str(store))[0] == 0
