@@ -253,6 +253,24 @@ def cmd_store(args: argparse.Namespace, docker: Docker, reporter: TerminalReport
     return ExitCode.OK
 
 
+def cmd_images(args: argparse.Namespace, docker: Docker, reporter: TerminalReporter, out: TextIO) -> int:
+    from .daemon_tags import prune_key_tags
+
+    docker.engine()
+    if args.keep < 1:
+        raise ConfigError("images prune --keep: keep at least 1 key per target")
+    untagged = prune_key_tags(docker, keep=args.keep, dry_run=args.dry_run, repository=args.repository)
+    for item in untagged:
+        verb = (
+            "would untag" if args.dry_run else ("untagged" if item.removed else "could not untag (in use?)")
+        )
+        print(f"{verb} {item.ref}  ({item.target}, built {item.created[:19]})", file=out)
+    count = len([u for u in untagged if u.removed or args.dry_run])
+    verb = "would be removed" if args.dry_run else "removed"
+    print(f"{count} old key tags {verb}; the newest {args.keep} per target kept", file=out)
+    return ExitCode.OK
+
+
 def _mb(n: int) -> str:
     return f"{n / 1e6:.1f} MB"
 
@@ -447,6 +465,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("target", nargs="?", help="default: the target built for the prod stage")
     p.set_defaults(func=cmd_check_prod)
+
+    p = sub.add_parser("images", help="untag old key images in the daemon")
+    images_sub = p.add_subparsers(dest="images_command", required=True, metavar="ACTION")
+    prune_images = images_sub.add_parser(
+        "prune", help="keep the newest key tags of each target, untag the rest"
+    )
+    prune_images.add_argument("--keep", type=int, default=3, metavar="N", help="key tags kept per target (3)")
+    prune_images.add_argument("--dry-run", action="store_true", help="say what would go")
+    prune_images.add_argument("--repository", help="only this image repository's key tags")
+    prune_images.add_argument("-q", "--quiet", action="store_true", help="only results and errors")
+    prune_images.add_argument("-v", "--verbose", action="store_true", help="log every docker command")
+    p.set_defaults(func=cmd_images)
 
     p = sub.add_parser("store", help="list, prune or verify the store")
     store_sub = p.add_subparsers(dest="store_command", required=True, metavar="ACTION")

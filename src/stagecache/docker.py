@@ -269,6 +269,31 @@ class Docker:
         if answer is None or answer[0] != 201:
             self._run("image", "tag", source, target)
 
+    def key_tagged(self) -> list[tuple[str, ImageInfo, str]]:
+        """Every ``<repository>:sc-<key>`` tag in the daemon: (reference, image, created)."""
+        done = self._run(
+            "images", "--filter", f"label={LABEL_PREFIX}.key", "--format", "{{.Repository}}:{{.Tag}}"
+        )
+        refs = sorted({r for r in done.stdout.split() if r.rpartition(":")[2].startswith("sc-")})
+        if not refs:
+            return []
+        inspected = self._run("image", "inspect", "--format", "{{json .}}", *refs, check=False)
+        out = []
+        for ref, line in zip(refs, inspected.stdout.splitlines(), strict=False):
+            data = json.loads(line)
+            out.append((ref, ImageInfo.from_inspect(data), str(data.get("Created", ""))))
+        return out
+
+    def pull(self, ref: str) -> Completed:
+        return self._run("pull", "--quiet", ref, check=False)
+
+    def remove_container(self, name: str) -> None:
+        self._run("rm", "--force", name, check=False)
+
+    def untag(self, ref: str) -> bool:
+        """Remove one tag (the image goes too if nothing else names it); False if the engine refused."""
+        return self._run("image", "rm", ref, check=False).returncode == 0
+
     def untag_repository(self, repository: str) -> None:
         """Remove every tag of ``repository``; an image that other tags still name stays."""
         done = self._run(

@@ -77,7 +77,7 @@ class Resolver:
             info = self.docker.image_inspect(ref)
             if info is None:
                 self.reporter.warn(f"base image {ref} is not in the Docker engine; pulling it")
-                done = self.docker.runner([self.docker.binary, "pull", "--quiet", ref], check=False)
+                done = self.docker.pull(ref)
                 info = self.docker.image_inspect(ref) if done.returncode == 0 else None
                 if info is None:
                     detail = done.stderr.strip().splitlines()[-1] if done.stderr.strip() else "pull failed"

@@ -344,7 +344,7 @@ class TestRunner:
                 )
             finally:
                 with _uninterrupted():
-                    self.docker.runner([self.docker.binary, "rm", "--force", name], check=False)
+                    self.docker.remove_container(name)
         return TestOutcome(
             target.name, code, time.monotonic() - start, name, _junit(results, target.name), [result]
         )

@@ -241,3 +241,29 @@ def test_sigkill_during_save_leaves_no_archive(engine: Docker, tmp_path: Path, r
     assert json.loads(out)[0]["stored"] is True  # and the store gets the image now
     assert list((store / "v1/tmp").iterdir()) == []  # the dead writer's temp file is gone
     assert DirectoryStore(store).verify() == []
+
+
+@pytest.mark.usefixtures("images")
+def test_images_prune_keeps_the_newest_key_tags_per_target(
+    engine: Docker, project: Path, run_id: str, tmp_path: Path
+) -> None:
+    resolver = Resolver(docker=engine, store=None)
+    target = target_of(project, run_id)
+    refs = []
+    for n in range(3):
+        (project / "src/app.py").write_text(f"print({n})\n")
+        refs.append(resolver.resolve(target, quiet_build=True).image)
+        time.sleep(1.1)  # image creation times are in seconds
+    mine = ["--repository", f"stagecache-test-{run_id}"]  # leave other projects' key tags alone
+    dry = cli("images", "prune", "--keep", "1", "--dry-run", *mine, cwd=project)
+    out, err = dry.communicate(timeout=300)
+    assert dry.returncode == 0, err
+    assert all(engine.image_inspect(ref) is not None for ref in refs)  # a dry run removes nothing
+    assert f"would untag {refs[0]}" in out
+    assert "fastapi-poetry-example" not in out
+    done = cli("images", "prune", "--keep", "1", *mine, cwd=project)
+    out, err = done.communicate(timeout=300)
+    assert done.returncode == 0, err
+    assert engine.image_inspect(refs[2]) is not None  # the newest stays
+    assert engine.image_inspect(refs[0]) is None
+    assert engine.image_inspect(refs[1]) is None
