@@ -95,10 +95,8 @@ def collect(
     stage_records = []
     for stage_ in stages:
         for dep in dockerfile.dependencies(stage_, spec.build_args):
-            if dep.kind == "image":
-                ref = df.substitute(dep.ref, dockerfile.global_values(spec.build_args))
-                if ref not in images:
-                    images[ref] = "scratch" if ref == "scratch" else image_id(ref)
+            if dep.kind == "image" and dep.ref not in images:  # refs come substituted already
+                images[dep.ref] = "scratch" if dep.ref == "scratch" else image_id(dep.ref)
         record = {
             "name": stage_.label,
             "from": dockerfile.base_ref(stage_, spec.build_args),
