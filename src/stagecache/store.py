@@ -403,13 +403,11 @@ class DirectoryStore:
         for entry in self.entries():
             path = self.archive_path(entry.key)
             try:
-                reader_sha = hashlib.sha256()
-                size = 0
                 with open(path, "rb") as fh:
-                    while chunk := fh.read(CHUNK):
-                        reader_sha.update(chunk)
-                        size += len(chunk)
-                if size != entry.archive_bytes or reader_sha.hexdigest() != entry.archive_sha256:
+                    reader = _HashingReader(fh)
+                    while reader.read(CHUNK):
+                        pass
+                if reader.size != entry.archive_bytes or reader.sha.hexdigest() != entry.archive_sha256:
                     problems.append((entry, "archive does not match its recorded digest"))
                     self.remove(entry.key)
             except FileNotFoundError:
