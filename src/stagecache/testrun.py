@@ -79,10 +79,14 @@ def pytest_like(command: Sequence[str]) -> bool:
     return first.startswith("python") and list(command[1:3]) == ["-m", "pytest"]
 
 
+def junit_name(service: str) -> str:
+    return f"junit-{service}.xml"
+
+
 def with_results(command: Sequence[str], service: str, results: Path | None) -> list[str]:
     if results is None or not pytest_like(command):
         return list(command)
-    return [*command, f"--junitxml={RESULTS_MOUNT}/junit-{service}.xml"]
+    return [*command, f"--junitxml={RESULTS_MOUNT}/{junit_name(service)}"]
 
 
 @contextlib.contextmanager
@@ -118,7 +122,7 @@ def _prepare_results(results: Path | None, service: str) -> None:
     if results is not None:
         results.mkdir(parents=True, exist_ok=True)
         os.chmod(results, 0o777)  # noqa: S103 - the container's user (often not root) writes the report here
-        (results / f"junit-{service}.xml").unlink(missing_ok=True)  # never pass off an old report as new
+        (results / junit_name(service)).unlink(missing_ok=True)  # never pass off an old report as new
 
 
 def dependencies(services: Mapping[str, Any], service: str) -> list[str]:
@@ -368,5 +372,5 @@ def fingerprint(
 def _junit(results: Path | None, service: str) -> Path | None:
     if results is None:
         return None
-    path = results / f"junit-{service}.xml"
+    path = results / junit_name(service)
     return path if path.is_file() else None
