@@ -14,12 +14,11 @@ import io
 import json
 import tarfile
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 
-@dataclass(frozen=True)
-class Thinned:
+class Thinned(NamedTuple):
     bytes: int  # size of the tar written
     shared_layers: int  # leading layers left empty because a base image provides them
     layers: int

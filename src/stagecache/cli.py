@@ -6,8 +6,8 @@ Errors from the library become a one-line message here, in one place (:func:`mai
 from __future__ import annotations
 
 import argparse
+import gc
 import json
-import logging
 import os
 import re
 import sys
@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
-from . import __version__
+from . import __version__, trace
 from . import key as keys
 from .config import Settings, Target, read_tool_table
 from .docker import Docker
@@ -28,8 +28,6 @@ from .vcs import commit_sha
 
 if TYPE_CHECKING:
     from .testrun import TestRunner
-
-log = logging.getLogger("stagecache")
 
 
 # --- terminal output ------------------------------------------------------------------------------------
@@ -219,7 +217,7 @@ def cmd_store(args: argparse.Namespace, docker: Docker, reporter: TerminalReport
     if args.store_command == "ls":
         entries = store.entries()
         if args.json:
-            json.dump([vars(e) for e in entries], out, indent=2)
+            json.dump([e._asdict() for e in entries], out, indent=2)
             print(file=out)
             return ExitCode.OK
         rows = [["KEY", "TARGET", "REPOSITORY", "SIZE", "IMAGE SIZE", "CREATED", "LAST USED"]]
@@ -405,7 +403,20 @@ def cmd_check_prod(args: argparse.Namespace, docker: Docker, reporter: TerminalR
 
 
 # --- parser ---------------------------------------------------------------------------------------------
-def build_parser() -> argparse.ArgumentParser:
+COMMANDS = ("key", "build", "test", "run", "check-prod", "images", "store")
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser; with ``command``, only that command's sub-parser is built.
+
+    Each argparse parser costs a millisecond or two to build (translations are looked up, a help
+    formatter is made per option): all of them together are a fifth of a warm hit. The full parser
+    is built for ``--help``, for no command, and for a command that is not one of :data:`COMMANDS`.
+    """
+
+    def wanted(name: str) -> bool:
+        return command is None or command == name
+
     parser = argparse.ArgumentParser(
         prog="stagecache",
         description="Content-addressed builds of Dockerfile targets: a hit costs a retag, a miss builds "
@@ -426,46 +437,63 @@ def build_parser() -> argparse.ArgumentParser:
     images.add_argument("--no-store", action="store_true", help="neither read nor write the store")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("key", parents=[common, images], help="print the key of a target, or explain it")
-    p.add_argument("target", nargs="?", help="a compose service with build:, or a stage with -f")
-    mode = p.add_mutually_exclusive_group()
-    mode.add_argument("--json", action="store_true", help="the whole input manifest as JSON")
-    mode.add_argument("--explain", action="store_true", help="the inputs, for a person")
-    mode.add_argument("--why", action="store_true", help="what changed since the target's last build")
-    p.set_defaults(func=cmd_key)
+    if wanted("key"):
+        p = sub.add_parser("key", parents=[common, images], help="print the key of a target, or explain it")
+        p.add_argument("target", nargs="?", help="a compose service with build:, or a stage with -f")
+        mode = p.add_mutually_exclusive_group()
+        mode.add_argument("--json", action="store_true", help="the whole input manifest as JSON")
+        mode.add_argument("--explain", action="store_true", help="the inputs, for a person")
+        mode.add_argument("--why", action="store_true", help="what changed since the target's last build")
+        p.set_defaults(func=cmd_key)
 
-    p = sub.add_parser(
-        "build", parents=[common, images], help="get each target's image: retag, load or build"
-    )
-    p.add_argument("targets", nargs="*", metavar="TARGET", help="default: every configured target")
-    p.add_argument("-t", "--tag", action="append", metavar="NAME:TAG", help="also tag the image")
-    p.add_argument("--rebuild", action="store_true", help="build even on a hit")
-    p.add_argument("--no-commit-tag", action="store_true", help="do not tag with the commit SHA")
-    p.add_argument("--json", action="store_true", help="print results as JSON")
-    p.set_defaults(func=cmd_build)
+    if wanted("build"):
+        p = sub.add_parser(
+            "build", parents=[common, images], help="get each target's image: retag, load or build"
+        )
+        p.add_argument("targets", nargs="*", metavar="TARGET", help="default: every configured target")
+        p.add_argument("-t", "--tag", action="append", metavar="NAME:TAG", help="also tag the image")
+        p.add_argument("--rebuild", action="store_true", help="build even on a hit")
+        p.add_argument("--no-commit-tag", action="store_true", help="do not tag with the commit SHA")
+        p.add_argument("--json", action="store_true", help="print results as JSON")
+        p.set_defaults(func=cmd_build)
 
-    p = sub.add_parser(
-        "test", parents=[common, images], help="run the tests inside the dev image, with services"
-    )
-    p.add_argument("service", nargs="?", help="the test service (default: [tool.stagecache] test-service)")
-    p.add_argument("--results", metavar="DIR", help="write JUnit XML here")
-    p.add_argument("--wait-timeout", type=int, default=120, metavar="S", help="seconds to wait for services")
-    p.add_argument("-e", "--env", action="append", metavar="NAME[=VALUE]", help="set or pass a variable")
-    p.add_argument("--network-host", action="store_true", help="no compose: share the host's network")
-    p.add_argument("--add-host", action="append", metavar="NAME", help="no compose: NAME is the host")
-    p.add_argument("--skip-passed", action="store_true", help="skip a rerun identical to one that passed")
-    p.set_defaults(func=cmd_test, extra=[])
+    if wanted("test"):
+        p = sub.add_parser(
+            "test", parents=[common, images], help="run the tests inside the dev image, with services"
+        )
+        p.add_argument(
+            "service", nargs="?", help="the test service (default: [tool.stagecache] test-service)"
+        )
+        p.add_argument("--results", metavar="DIR", help="write JUnit XML here")
+        p.add_argument(
+            "--wait-timeout", type=int, default=120, metavar="S", help="seconds to wait for services"
+        )
+        p.add_argument("-e", "--env", action="append", metavar="NAME[=VALUE]", help="set or pass a variable")
+        p.add_argument("--network-host", action="store_true", help="no compose: share the host's network")
+        p.add_argument("--add-host", action="append", metavar="NAME", help="no compose: NAME is the host")
+        p.add_argument("--skip-passed", action="store_true", help="skip a rerun identical to one that passed")
+        p.set_defaults(func=cmd_test, extra=[])
 
-    p = sub.add_parser("run", parents=[common, images], help="run the prod service and its dependencies")
-    p.add_argument("service", nargs="?", help="default: the service built for the prod stage")
-    p.set_defaults(func=cmd_run)
+    if wanted("run"):
+        p = sub.add_parser("run", parents=[common, images], help="run the prod service and its dependencies")
+        p.add_argument("service", nargs="?", help="default: the service built for the prod stage")
+        p.set_defaults(func=cmd_run)
 
-    p = sub.add_parser(
-        "check-prod", parents=[common, images], help="fail if the prod image holds a dev-only package"
-    )
-    p.add_argument("target", nargs="?", help="default: the target built for the prod stage")
-    p.set_defaults(func=cmd_check_prod)
+    if wanted("check-prod"):
+        p = sub.add_parser(
+            "check-prod", parents=[common, images], help="fail if the prod image holds a dev-only package"
+        )
+        p.add_argument("target", nargs="?", help="default: the target built for the prod stage")
+        p.set_defaults(func=cmd_check_prod)
 
+    if wanted("images"):
+        _images_parser(sub)
+    if wanted("store"):
+        _store_parser(sub, common)
+    return parser
+
+
+def _images_parser(sub: Any) -> None:
     p = sub.add_parser("images", help="untag old key images in the daemon")
     images_sub = p.add_subparsers(dest="images_command", required=True, metavar="ACTION")
     prune_images = images_sub.add_parser(
@@ -478,6 +506,8 @@ def build_parser() -> argparse.ArgumentParser:
     prune_images.add_argument("-v", "--verbose", action="store_true", help="log every docker command")
     p.set_defaults(func=cmd_images)
 
+
+def _store_parser(sub: Any, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser("store", help="list, prune or verify the store")
     store_sub = p.add_subparsers(dest="store_command", required=True, metavar="ACTION")
     # The common options go on each action, so that `stagecache store ls --store DIR` works.
@@ -490,13 +520,19 @@ def build_parser() -> argparse.ArgumentParser:
     prune.add_argument("--dry-run", action="store_true", help="say what would go")
     store_sub.add_parser("verify", parents=[common], help="check every archive against its digest")
     p.set_defaults(func=cmd_store)
-    return parser
 
 
 def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
+    # A key allocates an object or three per context file and frees almost none before it is done: the
+    # cyclic collector's default pace (every 700 allocations) costs a tenth of a 20,000-file key while
+    # finding nothing. Collect less often, as mypy does.
+    gc.set_threshold(100_000, 20, 20)
     out = out or sys.stdout
-    parser = build_parser()
     words = list(sys.argv[1:] if argv is None else argv)
+    # The top level takes no option with a value, so the first word that is not an option is the command.
+    command = next((word for word in words if not word.startswith("-")), None)
+    help_asked = "-h" in words or "--help" in words
+    parser = build_parser(command if command in COMMANDS and not help_asked else None)
     extra: list[str] = []
     if "--" in words:  # `stagecache test -- -k slow`: what follows goes to the test command
         cut = words.index("--")
@@ -506,7 +542,7 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
         parser.error(f"{args.command} takes no arguments after --")
     if hasattr(args, "extra"):
         args.extra = extra
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, format="%(message)s")
+    trace.enabled = args.verbose
     reporter = TerminalReporter(sys.stderr, quiet=args.quiet)
     try:
         return int(args.func(args, Docker.local(), reporter, out))

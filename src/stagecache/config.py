@@ -12,17 +12,11 @@ import os
 import re
 import sys
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from .errors import ConfigError
 from .inputs import DEFAULT_SECRET_PATTERNS, TargetSpec
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
 
 COMPOSE_NAMES = ("compose.yaml", "compose.yml", "docker-compose.yaml", "docker-compose.yml")
 
@@ -53,8 +47,7 @@ UNSUPPORTED_BUILD_KEYS = {
 }
 
 
-@dataclass(frozen=True)
-class Target:
+class Target(NamedTuple):
     """A buildable target: its inputs (``spec``) and the names the resulting image gets."""
 
     spec: TargetSpec
@@ -67,17 +60,21 @@ class Target:
         return self.spec.name
 
 
-@dataclass
 class Settings:
-    root: Path
-    targets: dict[str, Target]
-    defaults: list[str]
-    store: Path | None = None
-    store_max_size: int | None = None
-    secret_patterns: tuple[str, ...] = DEFAULT_SECRET_PATTERNS
-    compose_files: list[Path] = field(default_factory=list)
-    compose_data: dict[str, Any] = field(default_factory=dict)
-    tool: dict[str, Any] = field(default_factory=dict)
+    """The project as configured: its targets, and where their images are stored."""
+
+    def __init__(
+        self, root: Path, targets: dict[str, Target], defaults: list[str], tool: dict[str, Any] | None = None
+    ) -> None:
+        self.root = root
+        self.targets = targets
+        self.defaults = defaults
+        self.tool = tool or {}  # [tool.stagecache]
+        self.store: Path | None = None
+        self.store_max_size: int | None = None
+        self.secret_patterns: tuple[str, ...] = DEFAULT_SECRET_PATTERNS
+        self.compose_files: list[Path] = []
+        self.compose_data: dict[str, Any] = {}
 
     def select(self, names: Sequence[str]) -> list[Target]:
         chosen = list(names) or self.defaults or list(self.targets)
@@ -110,6 +107,10 @@ def read_tool_table(root: Path) -> dict[str, Any]:
     path = root / "pyproject.toml"
     if not path.is_file():
         return {}
+    if sys.version_info >= (3, 11):  # imported here: a project without pyproject.toml never needs it
+        import tomllib
+    else:  # pragma: no cover
+        import tomli as tomllib
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:

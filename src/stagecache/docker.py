@@ -9,28 +9,20 @@ engine; integration tests use the real one.
 from __future__ import annotations
 
 import contextlib
-import http.client
 import json
-import logging
 import os
-import socket
-import subprocess
-import tempfile
 import urllib.parse
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, Protocol
+from typing import IO, Any, NamedTuple, Protocol
 
+from . import trace, unixhttp
 from .errors import CommandError, ConfigError, EngineError
-
-log = logging.getLogger(__name__)
 
 LABEL_PREFIX = "org.stagecache"
 
 
-@dataclass(frozen=True)
-class Completed:
+class Completed(NamedTuple):
     argv: list[str]
     returncode: int
     stdout: str
@@ -60,7 +52,9 @@ def run(
     cwd: Path | None = None,
 ) -> Completed:
     """Run a command. With ``capture=False`` its output goes to the user's terminal (build progress)."""
-    log.debug("$ %s", " ".join(argv))
+    trace.debug("$ " + " ".join(argv))
+    import subprocess  # imported here: a cache hit runs no docker CLI process
+
     full_env = {**os.environ, **env} if env else None
     try:
         proc = subprocess.run(
@@ -103,20 +97,7 @@ def argv(*base: str, **options: str | bool | int | Iterable[str] | None) -> list
     return out
 
 
-class _UnixConnection(http.client.HTTPConnection):
-    def __init__(self, socket_path: str, timeout: float | None) -> None:
-        super().__init__("localhost", timeout=timeout)
-        self.socket_path = socket_path
-
-    def connect(self) -> None:
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.settimeout(self.timeout)
-        sock.connect(self.socket_path)
-        self.sock = sock
-
-
-@dataclass
-class EngineAPI:
+class EngineAPI(NamedTuple):
     """The Engine's HTTP API on its local Unix socket, for the few calls a cache hit makes.
 
     Each docker CLI process costs 15-25 ms to start; a request on the socket costs about 1 ms. A hit
@@ -150,28 +131,21 @@ class EngineAPI:
         self, method: str, path: str, body: Iterable[bytes] | None = None, timeout: float | None = -1.0
     ) -> tuple[int, bytes]:
         """One request; ``timeout=None`` waits as long as the engine works (a large load)."""
-        conn = _UnixConnection(self.socket_path, self.timeout if timeout == -1.0 else timeout)
-        try:
-            headers = {"Content-Type": "application/x-tar"} if body is not None else {}
-            conn.request(method, path, body=body, headers=headers, encode_chunked=body is not None)
-            response = conn.getresponse()
-            return response.status, response.read()
-        finally:
-            conn.close()
+        headers = {"Content-Type": "application/x-tar"} if body is not None else {}
+        wait = self.timeout if timeout == -1.0 else timeout
+        return unixhttp.request(self.socket_path, method, path, body=body, headers=headers, timeout=wait)
 
     @staticmethod
     def quote(ref: str) -> str:
         return urllib.parse.quote(ref, safe="/:@")
 
 
-@dataclass(frozen=True)
-class Engine:
+class Engine(NamedTuple):
     version: str
     platform: str  # e.g. linux/amd64
 
 
-@dataclass(frozen=True)
-class ImageInfo:
+class ImageInfo(NamedTuple):
     """The parts of ``docker image inspect`` that stagecache uses."""
 
     id: str
@@ -204,14 +178,18 @@ class ImageInfo:
         )
 
 
-@dataclass
 class Docker:
-    """A thin, typed face over the docker CLI."""
+    """A thin, typed face over the docker CLI.
 
-    runner: Runner = field(default=run)
-    binary: str = "docker"
-    api: EngineAPI | None = None  # the fast path for inspect, tag, version and load; None: CLI only
-    _engine: Engine | None = field(default=None, repr=False, compare=False)
+    ``api`` is the fast path for inspect, tag, version and load (None: the CLI only); it is dropped
+    after the first request that fails.
+    """
+
+    def __init__(self, runner: Runner = run, binary: str = "docker", api: EngineAPI | None = None) -> None:
+        self.runner = runner
+        self.binary = binary
+        self.api = api
+        self._engine: Engine | None = None
 
     @classmethod
     def local(cls) -> Docker:
@@ -222,11 +200,11 @@ class Docker:
         """A request on the socket; None (fall back to the CLI) when there is no socket or it fails."""
         if self.api is None:
             return None
-        log.debug("API %s %s", method, path)
+        trace.debug(f"API {method} {path}")
         try:
             return self.api.request(method, path, body)
         except OSError as exc:
-            log.debug("API unavailable (%s); using the CLI", exc)
+            trace.debug(f"API unavailable ({exc}); using the CLI")
             self.api = None
             return None
 
@@ -236,6 +214,10 @@ class Docker:
     # --- engine -------------------------------------------------------------------------------------
     def engine(self) -> Engine:
         """The engine's version and default platform (asked once); EngineError when none answers."""
+        if self._engine is None and (answer := self._api("GET", "/version")) and answer[0] == 200:
+            data = json.loads(answer[1])
+            if data.get("Version") and data.get("Os") and data.get("Arch"):
+                self._engine = Engine(version=data["Version"], platform=f"{data['Os']}/{data['Arch']}")
         if self._engine is None:
             done = self._run(
                 "version", "--format", "{{.Server.Version}} {{.Server.Os}}/{{.Server.Arch}}", check=False
@@ -348,8 +330,11 @@ class Docker:
         """Feed a ``docker save`` stream to ``docker load``; returns what it printed."""
         if self.api is not None:
             return self._api_load(chunks)
+        import subprocess
+        import tempfile
+
         args = [self.binary, "load", "--quiet"]
-        log.debug("$ %s", " ".join(args))
+        trace.debug("$ " + " ".join(args))
         with (
             tempfile.TemporaryFile() as err_file,
             subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err_file) as proc,
@@ -377,7 +362,7 @@ class Docker:
 
     def _api_load(self, chunks: Iterable[bytes]) -> str:
         assert self.api is not None
-        log.debug("API POST /images/load")
+        trace.debug("API POST /images/load")
         try:
             status, body = self.api.request("POST", "/images/load?quiet=1", chunks, timeout=None)
         except OSError as exc:
@@ -477,8 +462,7 @@ def split_tag(ref: str) -> tuple[str, str]:
     return name, tag
 
 
-@dataclass(frozen=True)
-class Compose:
+class Compose(NamedTuple):
     """A compose project: its files, directory and the project name to run it under."""
 
     files: tuple[Path, ...]

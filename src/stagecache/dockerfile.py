@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import dockerfile as _grammar
 
@@ -26,8 +26,7 @@ KNOWN_INSTRUCTIONS = frozenset(
 )  # fmt: skip
 
 
-@dataclass(frozen=True)
-class Instruction:
+class Instruction(NamedTuple):
     """One instruction as the grammar gives it (comments and continuations already resolved)."""
 
     cmd: str
@@ -54,22 +53,27 @@ class Instruction:
         return [self.cmd, list(self.flags), list(self.args), self.json_form, [list(h) for h in self.heredocs]]
 
 
-@dataclass
 class Stage:
-    index: int
-    name: str | None  # lower-cased, as BuildKit compares them
-    base: str  # the FROM reference with global ARGs substituted
-    platform: str | None
-    line: int
-    instructions: list[Instruction] = field(default_factory=list)
+    """One ``FROM`` and the instructions after it. ``name`` is lower-cased, as BuildKit compares them;
+    ``base`` is the FROM reference with global ARGs substituted."""
+
+    def __init__(self, index: int, name: str | None, base: str, platform: str | None, line: int) -> None:
+        self.index = index
+        self.name = name
+        self.base = base
+        self.platform = platform
+        self.line = line
+        self.instructions: list[Instruction] = []
+
+    def __repr__(self) -> str:
+        return f"Stage({self.label!r}, base={self.base!r}, line={self.line})"
 
     @property
     def label(self) -> str:
         return self.name if self.name is not None else str(self.index)
 
 
-@dataclass(frozen=True)
-class Dependency:
+class Dependency(NamedTuple):
     """Something a stage is built from besides its own instructions."""
 
     kind: str  # "stage" or "image"
@@ -77,13 +81,16 @@ class Dependency:
     line: int
 
 
-@dataclass
 class Dockerfile:
-    path: str  # as the user named it, for messages
-    global_args: list[tuple[str, str | None]]  # ARG before the first FROM: (name, default)
-    global_arg_lines: list[Instruction]
-    stages: list[Stage]
-    directives: dict[str, str] = field(default_factory=dict)  # `# syntax=…`, `# escape=…` at the top
+    """A parsed Dockerfile. ``path`` is as the user named it, for messages; ``directives`` are the parser
+    directives at the top (``# syntax=…``, ``# escape=…``)."""
+
+    def __init__(self, path: str, directives: dict[str, str]) -> None:
+        self.path = path
+        self.directives = directives
+        self.global_args: list[tuple[str, str | None]] = []  # ARG before the first FROM: (name, default)
+        self.global_arg_lines: list[Instruction] = []
+        self.stages: list[Stage] = []
 
     # --- lookup ---------------------------------------------------------------------------------------
     def stage(self, ref: str) -> Stage | None:
@@ -239,9 +246,7 @@ def parse(text: str, path: str = "Dockerfile") -> Dockerfile:
         commands = _grammar.parse_string(text)
     except _grammar.GoParseError as exc:
         raise DockerfileError(path, _line_of(str(exc)), f"syntax error: {exc}") from None
-    result = Dockerfile(
-        path=path, global_args=[], global_arg_lines=[], stages=[], directives=_directives(text)
-    )
+    result = Dockerfile(path, _directives(text))
     for cmd in commands:
         ins = Instruction(
             cmd=cmd.cmd.upper(),

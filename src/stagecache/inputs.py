@@ -15,9 +15,9 @@ import hashlib
 import posixpath
 import re
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from types import MappingProxyType
+from typing import Any, NamedTuple
 
 from . import dockerfile as df
 from .context import Entry, IgnoreRules, compile_pattern, find_ignore_file, walk
@@ -30,21 +30,19 @@ _REMOTE = re.compile(r"^(https?://|git@|git://|ssh://)|\.git(#.*)?$")
 _WILDCARD = re.compile(r"[*?\[]")
 
 
-@dataclass(frozen=True)
-class TargetSpec:
+class TargetSpec(NamedTuple):
     """What a target is built from, as the user configured it."""
 
     name: str
     context: Path
     dockerfile: Path
     stage: str | None = None
-    build_args: Mapping[str, str] = field(default_factory=dict)
+    build_args: Mapping[str, str] = MappingProxyType({})
     platform: str | None = None
-    labels: Mapping[str, str] = field(default_factory=dict)  # compose `build.labels`, set on the image
+    labels: Mapping[str, str] = MappingProxyType({})  # compose `build.labels`, set on the image
 
 
-@dataclass
-class Inputs:
+class Inputs(NamedTuple):
     """A target's manifest. ``public`` may be shown and recorded; secret args appear only as digests."""
 
     public: dict[str, Any]
@@ -52,7 +50,7 @@ class Inputs:
     uncacheable: list[str]
     dockerfile: df.Dockerfile
     stage: df.Stage
-    warnings: list[str] = field(default_factory=list)
+    warnings: list[str]
 
 
 def is_secret(name: str, patterns: Iterable[str]) -> bool:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, field
+from itertools import chain
 from typing import Any
 
 from .inputs import Inputs
@@ -30,14 +30,14 @@ def tag_for(key: str) -> str:
     return "sc-" + key.removeprefix("sha256:")
 
 
-@dataclass
 class Changes:
     """What differs between the manifest of an earlier build and the current one."""
 
-    added: list[str] = field(default_factory=list)
-    removed: list[str] = field(default_factory=list)
-    modified: list[str] = field(default_factory=list)
-    other: list[str] = field(default_factory=list)
+    def __init__(self) -> None:
+        self.added: list[str] = []
+        self.removed: list[str] = []
+        self.modified: list[str] = []
+        self.other: list[str] = []
 
     def empty(self) -> bool:
         return not (self.added or self.removed or self.modified or self.other)

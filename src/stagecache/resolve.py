@@ -12,13 +12,10 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import tarfile
-import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from . import inputs as inp
 from . import key as keys
@@ -32,15 +29,14 @@ from .store import CorruptEntry, DirectoryStore
 Outcome = Literal["daemon", "store", "built"]
 
 
-@dataclass
-class Result:
+class Result(NamedTuple):
     target: str
     key: str
     image: str  # the key tag, <repository>:sc-<hex>
     image_id: str
     outcome: Outcome
     seconds: float
-    tags: list[str] = field(default_factory=list)
+    tags: list[str]
     cacheable: bool = True
     stored: bool = False
 
@@ -58,14 +54,23 @@ class Result:
         }
 
 
-@dataclass
 class Resolver:
-    docker: Docker
-    store: DirectoryStore | None
-    reporter: Reporter = field(default_factory=Silent)
-    secret_patterns: Sequence[str] = inp.DEFAULT_SECRET_PATTERNS
-    digest_cache_dir: Path | None = None
-    _images: dict[str, ImageInfo] = field(default_factory=dict)
+    """Turns a target into an image: from the daemon, from the store, or by building it."""
+
+    def __init__(
+        self,
+        docker: Docker,
+        store: DirectoryStore | None,
+        reporter: Reporter | None = None,
+        secret_patterns: Sequence[str] = inp.DEFAULT_SECRET_PATTERNS,
+        digest_cache_dir: Path | None = None,
+    ) -> None:
+        self.docker = docker
+        self.store = store
+        self.reporter: Reporter = reporter or Silent()
+        self.secret_patterns = secret_patterns
+        self.digest_cache_dir = digest_cache_dir  # None: file digests are not remembered between runs
+        self._images: dict[str, ImageInfo] = {}  # external images asked about, by reference
 
     # --- keys -----------------------------------------------------------------------------------------
     def platform(self) -> str:
@@ -235,6 +240,8 @@ class Resolver:
         self.reporter.step(target.name, "building with BuildKit")
         spec = target.spec
         labels = {**spec.labels, f"{LABEL_PREFIX}.key": key, f"{LABEL_PREFIX}.target": target.name}
+        import tempfile  # only a build needs it
+
         with tempfile.TemporaryDirectory(prefix="stagecache-") as tmp:
             iidfile = Path(tmp) / "iid"
             done = self.docker.build(
@@ -285,6 +292,8 @@ class Resolver:
             shared.update(shared_layers=thin.shared_layers, layers=thin.layers)
             self.reporter.transfer("save", thin.bytes, thin.bytes)
             return thin.bytes
+
+        import tarfile  # only a save needs it
 
         manifest_digest = hashlib.sha256(keys.canonical(found.public)).hexdigest()
         saved = self.store.temp_path(key, "tar")

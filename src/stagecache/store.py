@@ -24,13 +24,10 @@ import json
 import os
 import re
 import socket
-import tempfile
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, NamedTuple
 
 from .errors import StoreError
 
@@ -46,8 +43,9 @@ class CorruptEntry(StoreError):
     """An archive does not match its record; it has been removed."""
 
 
-@dataclass
-class Entry:
+class Entry(NamedTuple):
+    """The record of one stored image (``meta/<hex>.json``)."""
+
     key: str
     target: str
     repository: str
@@ -58,7 +56,7 @@ class Entry:
     manifest_sha256: str
     created: float
     last_used: float
-    extra: dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, Any] = {}  # noqa: RUF012 -- never mutated: records are rewritten whole
 
     @property
     def hex(self) -> str:
@@ -73,11 +71,13 @@ def _hex(key: str) -> str:
 
 
 def iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
 
 
 def atomic_write(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` so that readers see the old file or the new one, never a part."""
+    import tempfile  # imported here: a hit writes nothing
+
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600; a shared CI cache dir wants the usual mode
@@ -209,7 +209,7 @@ class DirectoryStore:
         except TypeError:
             return None
         with contextlib.suppress(OSError):  # a use is recorded as the record's mtime (see touch)
-            entry.last_used = max(entry.last_used, path.stat().st_mtime)
+            entry = entry._replace(last_used=max(entry.last_used, path.stat().st_mtime))
         return entry
 
     def entries(self) -> list[Entry]:
@@ -260,7 +260,6 @@ class DirectoryStore:
         """Record a use, for least-recently-used pruning: the record's mtime (no rewrite, no lock)."""
         with contextlib.suppress(OSError):
             os.utime(self.meta_path(entry.key))
-            entry.last_used = time.time()
 
     # --- writing --------------------------------------------------------------------------------------
     def put(
@@ -306,7 +305,7 @@ class DirectoryStore:
                 last_used=now,
                 extra=dict(extra or {}),
             )
-            atomic_write(self.meta_path(key), json.dumps(asdict(entry), indent=1).encode())
+            atomic_write(self.meta_path(key), json.dumps(entry._asdict(), indent=1).encode())
             return entry
         except OSError as exc:
             with contextlib.suppress(OSError):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -26,6 +25,8 @@ def commit_sha(root: Path, env: Mapping[str, str] | None = None) -> str | None:
         value = env.get(name, "").strip().lower()
         if _SHA.fullmatch(value):
             return value
+    import subprocess  # imported here: not needed when CI names the commit
+
     try:
         head = subprocess.run(
             ["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, check=False

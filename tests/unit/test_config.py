@@ -72,3 +72,17 @@ def test_tool_table_types_are_checked(tmp_path: Path) -> None:
         '[tool.stagecache]\nstore = "ci-cache"\ntest-service = "api-tests"\n'
     )
     assert read_tool_table(tmp_path) == {"store": "ci-cache", "test-service": "api-tests"}
+
+
+@pytest.mark.parametrize("xdg", [None, "/srv/cache", "relative/cache"])
+def test_cache_dir_follows_xdg_like_platformdirs(monkeypatch: pytest.MonkeyPatch, xdg: str | None) -> None:
+    import platformdirs
+
+    from stagecache.project import cache_dir
+
+    monkeypatch.delenv("STAGECACHE_CACHE_DIR", raising=False)
+    if xdg is None:
+        monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+    else:
+        monkeypatch.setenv("XDG_CACHE_HOME", xdg)
+    assert cache_dir() == Path(platformdirs.user_cache_dir("stagecache"))

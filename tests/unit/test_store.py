@@ -5,7 +5,6 @@ import os
 import socket
 import time
 from collections.abc import Callable
-from dataclasses import asdict
 from pathlib import Path
 
 import pytest
@@ -124,8 +123,8 @@ def test_prune_older_than(tmp_path: Path) -> None:
     put(store, KEY_B, b"b")
     old = store.get(KEY_A)
     assert old is not None
-    old.last_used = time.time() - 3 * 86400
-    atomic_write(store.meta_path(KEY_A), json.dumps(asdict(old)).encode())
+    old = old._replace(last_used=time.time() - 3 * 86400)
+    atomic_write(store.meta_path(KEY_A), json.dumps(old._asdict()).encode())
     os.utime(store.meta_path(KEY_A), (old.last_used, old.last_used))  # a use is the record's mtime
     assert [e.key for e in store.prune(older_than=86400, dry_run=True)] == [KEY_A]
     assert len(store.entries()) == 2  # a dry run removes nothing
