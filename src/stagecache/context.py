@@ -35,12 +35,12 @@ import os
 import re
 import stat
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from functools import cached_property
 from operator import attrgetter
 from pathlib import Path
-from typing import Literal
+from typing import Literal, NamedTuple
 
+from .digests import pack_signature
 from .errors import ConfigError
 
 __all__ = [
@@ -96,26 +96,47 @@ def find_ignore_file(context: Path, dockerfile: Path) -> Path | None:
 # --- patterns ------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Pattern:
-    """One ignore pattern as Docker keeps it: cleaned, without its leading ``!``."""
+class Pattern(NamedTuple):
+    """One ignore pattern as Docker keeps it: cleaned, without its leading ``!``. ``test`` is the
+    compiled matcher; two patterns are equal when their text, kind and line are."""
 
     text: str
     exception: bool
     line: int
-    _test: Callable[[str], bool] = field(repr=False, compare=False)
+    test: Callable[[str], bool]
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Pattern) and self[:3] == other[:3]
+
+    def __ne__(self, other: object) -> bool:
+        return not self == other
+
+    def __hash__(self) -> int:
+        return hash(self[:3])
 
     def matches(self, path: str) -> bool:
         """Whether the pattern itself matches ``path`` (no parent directories, no other patterns)."""
-        return self._test(path)
+        return self.test(path)
 
 
-@dataclass(frozen=True)
 class IgnoreRules:
     """The patterns of one ignore file, applied as BuildKit's context walker applies them."""
 
-    patterns: tuple[Pattern, ...] = ()
-    source: str = ".dockerignore"
+    def __init__(self, patterns: tuple[Pattern, ...] = (), source: str = ".dockerignore") -> None:
+        self.patterns = patterns
+        self.source = source
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, IgnoreRules) and (self.patterns, self.source) == (
+            other.patterns,
+            other.source,
+        )
+
+    def __hash__(self) -> int:
+        return hash((self.patterns, self.source))
+
+    def __repr__(self) -> str:
+        return f"IgnoreRules({self.patterns!r}, {self.source!r})"
 
     @classmethod
     def parse(cls, text: str, source: str = ".dockerignore") -> IgnoreRules:
@@ -217,7 +238,7 @@ class IgnoreRules:
 
     @cached_property
     def _tests(self) -> tuple[tuple[bool, Callable[[str], bool]], ...]:
-        return tuple((p.exception, p._test) for p in self.patterns)
+        return tuple((p.exception, p.test) for p in self.patterns)
 
     def _step(self, path: str, parent: list[bool] | None) -> tuple[bool, list[bool]]:
         """patternmatcher's ``MatchesUsingParentResults``: ``parent`` is what the parent directory got.
@@ -582,7 +603,6 @@ def _glob_class_char(pattern: str, pos: int) -> tuple[str, int]:
 # --- the walk ------------------------------------------------------------------------------------------
 
 
-@dataclass(slots=True)  # not frozen: a frozen dataclass's __init__ is several times slower
 class Entry:
     """One thing BuildKit sends from the context.
 
@@ -598,14 +618,42 @@ class Entry:
     reproducible. Adding ``!<path>`` as the last line of the ignore file fixes it.
     """
 
-    path: str
-    kind: Kind
-    mode: int
-    size: int
-    link_target: str | None = None
-    content_refused: bool = False
-    # (size, mtime_ns, ctime_ns, inode) of a file: lets the digest cache skip a second stat
-    signature: tuple[int, ...] = field(default=(), compare=False, repr=False)
+    __slots__ = ("content_refused", "kind", "link_target", "mode", "path", "signature", "size")
+
+    def __init__(
+        self,
+        path: str,
+        kind: Kind,
+        mode: int,
+        size: int,
+        link_target: str | None = None,
+        content_refused: bool = False,
+        signature: bytes | None = None,
+    ) -> None:
+        self.path = path
+        self.kind = kind
+        self.mode = mode
+        self.size = size
+        self.link_target = link_target
+        self.content_refused = content_refused
+        # a file's packed stat signature (stagecache.digests.signature): the digest cache needs no
+        # second stat. Not part of the entry's identity.
+        self.signature = signature
+
+    def _identity(self) -> tuple[object, ...]:
+        return (self.path, self.kind, self.mode, self.size, self.link_target, self.content_refused)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Entry) and self._identity() == other._identity()
+
+    def __hash__(self) -> int:
+        return hash(self._identity())
+
+    def __repr__(self) -> str:
+        return "Entry({})".format(", ".join(map(repr, self._identity())))
+
+
+_S_IFMT, _S_IFREG, _S_IFDIR = stat.S_IFMT(0o177777), stat.S_IFREG, stat.S_IFDIR
 
 
 def walk(context: Path, rules: IgnoreRules) -> list[Entry]:
@@ -669,8 +717,10 @@ class _Walker:
                 "make it readable, or exclude it in .dockerignore"
             ) from exc
 
+        # The hot loop of a key: one pass per context entry, so it inlines what a helper would do.
         rules = self.rules
         filtering = bool(rules.patterns)
+        out = self.out
         for child in children:
             path = prefix + child.name
             try:
@@ -678,28 +728,30 @@ class _Walker:
             except FileNotFoundError:
                 continue
             mode = st.st_mode
-            is_dir = stat.S_ISDIR(mode)
+            fmt = mode & _S_IFMT
             child_state: list[bool] | None = None
             if filtering:
                 excluded, child_state = rules._step(path, state)
                 if excluded:
-                    if is_dir and rules.may_reinclude_below(path):
-                        parent = _Pending(Entry(path, "dir", stat.S_IMODE(mode), 0))
+                    if fmt == _S_IFDIR and rules.may_reinclude_below(path):
+                        parent = _Pending(Entry(path, "dir", mode & 0o7777, 0))
                         below = self._ancestors(path, ancestors)
                         self.walk(child.path, path + "/", child_state, below, [*pending, parent])
                     continue
-            for waiting in pending:
-                if not waiting.sent:
-                    self.out.append(waiting.entry)
-                    waiting.sent = True
-            entry = _entry(child.path, path, st)
-            if entry is None:
-                continue
-            if ancestors is not None and entry.kind == "file" and self._refused(path, ancestors):
-                entry = Entry(entry.path, "file", entry.mode, entry.size, content_refused=True)
-            self.out.append(entry)
-            if is_dir:
+            if pending:
+                for waiting in pending:
+                    if not waiting.sent:
+                        out.append(waiting.entry)
+                        waiting.sent = True
+            if fmt == _S_IFREG:
+                sig = pack_signature(st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
+                refused = ancestors is not None and self._refused(path, ancestors)
+                out.append(Entry(path, "file", mode & 0o7777, st.st_size, None, refused, sig))
+            elif fmt == _S_IFDIR:
+                out.append(Entry(path, "dir", mode & 0o7777, 0))
                 self.walk(child.path, path + "/", child_state, self._ancestors(path, ancestors), [])
+            elif (entry := _other_entry(child.path, path, st)) is not None:
+                out.append(entry)
 
     def _ancestors(self, path: str, ancestors: list[bool] | None) -> list[bool] | None:
         if ancestors is None:
@@ -715,15 +767,10 @@ class _Walker:
         return matched
 
 
-def _entry(abspath: str, path: str, st: os.stat_result) -> Entry | None:
+def _other_entry(abspath: str, path: str, st: os.stat_result) -> Entry | None:
+    """The entry of something that is neither a regular file nor a directory."""
     mode = st.st_mode
     perms = stat.S_IMODE(mode)
-    if stat.S_ISREG(mode):
-        return Entry(
-            path, "file", perms, st.st_size, signature=(st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
-        )
-    if stat.S_ISDIR(mode):
-        return Entry(path, "dir", perms, 0)
     if stat.S_ISLNK(mode):
         try:
             target = os.readlink(abspath)

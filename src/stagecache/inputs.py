@@ -24,7 +24,7 @@ from .context import Entry, IgnoreRules, compile_pattern, find_ignore_file, walk
 from .digests import DigestCache
 from .errors import ConfigError, DockerfileError
 
-SCHEMA = 1
+SCHEMA = 2  # 2: file digests are BLAKE3, file rows hashed outside the JSON (stagecache.key)
 DEFAULT_SECRET_PATTERNS = ("*TOKEN*", "*PASSWORD*", "*SECRET*", "*KEY*")
 _REMOTE = re.compile(r"^(https?://|git@|git://|ssh://)|\.git(#.*)?$")
 _WILDCARD = re.compile(r"[*?\[]")
@@ -239,7 +239,7 @@ def _with_link_targets(selected: set[int], entries: list[Entry], paths: list[str
 
 
 def _describe(root: Path, entries: list[Entry], digests: DigestCache | None) -> list[list[Any]]:
-    """``[path, kind, mode, detail]`` rows; detail is the sha256 of a file, a link's target, or ""."""
+    """``[path, kind, mode, detail]`` rows; detail is the BLAKE3 of a file, a link's target, or ""."""
     cache = digests or DigestCache(root=root)
     try:
         file_digests = cache.digests([(e.path, e.signature) for e in entries if e.kind == "file"])

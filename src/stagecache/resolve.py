@@ -96,7 +96,7 @@ class Resolver:
         cache = None
         if self.digest_cache_dir is not None:
             where = hashlib.sha256(str(target.spec.context.resolve()).encode()).hexdigest()[:32]
-            cache = DigestCache.open(target.spec.context, self.digest_cache_dir / f"{where}.json")
+            cache = DigestCache.open(target.spec.context, self.digest_cache_dir / f"{where}.marshal")
         try:
             return inp.collect(
                 target.spec,

@@ -1,0 +1,156 @@
+"""File digests and the stat cache: what is hashed again, and what is not."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import pytest
+from blake3 import blake3
+
+from stagecache import digests
+from stagecache.digests import DigestCache, file_digest
+
+OLD = time.time() - 3600  # settled: older than the racy window
+
+
+def _write(path: Path, data: bytes, mtime: float = OLD) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    os.utime(path, (mtime, mtime))
+
+
+@pytest.fixture
+def hashed(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The paths ``file_digest`` is called on, in order.
+
+    A file's ctime cannot be set back, so every file a test writes is "just changed": the racy window
+    shrinks to nothing here, and the racy test widens it again.
+    """
+    monkeypatch.setattr(digests, "RACY_NS", 0)
+    calls: list[str] = []
+    real = digests.file_digest
+
+    def counting(path: str, size: int = -1) -> str:
+        calls.append(os.path.basename(path))
+        return real(path, size)
+
+    monkeypatch.setattr(digests, "file_digest", counting)
+    return calls
+
+
+def _files(root: Path) -> list[tuple[str, bytes | None]]:
+    rels = sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
+    return [(rel, digests.signature(os.lstat(root / rel))) for rel in rels]
+
+
+@pytest.mark.parametrize("size", [0, 1, 4096, digests.THREADED + 1, digests.WHOLE + 3])
+def test_file_digest_is_blake3_of_the_content(tmp_path: Path, size: int) -> None:
+    data = os.urandom(size)
+    (tmp_path / "f").write_bytes(data)
+    assert file_digest(str(tmp_path / "f"), size) == blake3(data).hexdigest()
+    assert file_digest(str(tmp_path / "f")) == blake3(data).hexdigest()
+
+
+def test_file_digest_reads_what_is_there_when_the_size_is_stale(tmp_path: Path) -> None:
+    (tmp_path / "f").write_bytes(b"grown since its stat")
+    assert file_digest(str(tmp_path / "f"), 5) == blake3(b"grown since its stat").hexdigest()
+    assert file_digest(str(tmp_path / "f"), 500) == blake3(b"grown since its stat").hexdigest()
+
+
+def test_a_repeat_reads_no_file(tmp_path: Path, hashed: list[str]) -> None:
+    root, store = tmp_path / "ctx", tmp_path / "cache" / "d.marshal"
+    for i in range(5):
+        _write(root / f"d{i % 2}" / f"f{i}", f"content {i}".encode())
+    first = DigestCache.open(root, store)
+    before = first.digests(_files(root))
+    first.save()
+    assert len(hashed) == 5
+    again = DigestCache.open(root, store).digests(_files(root))
+    assert again == before
+    assert len(hashed) == 5  # nothing read the second time
+    assert before["d0/f0"] == blake3(b"content 0").hexdigest()
+
+
+def test_only_the_changed_file_is_hashed_again(tmp_path: Path, hashed: list[str]) -> None:
+    root, store = tmp_path / "ctx", tmp_path / "d.marshal"
+    for i in range(5):
+        _write(root / f"f{i}", f"content {i}".encode())
+    cache = DigestCache.open(root, store)
+    cache.digests(_files(root))
+    cache.save()
+    hashed.clear()
+    _write(root / "f3", b"same size!")  # the size is unchanged: the mtime and ctime tell
+    after = DigestCache.open(root, store).digests(_files(root))
+    assert hashed == ["f3"]
+    assert after["f3"] == blake3(b"same size!").hexdigest()
+
+
+def test_a_racy_file_is_not_remembered(
+    tmp_path: Path, hashed: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root, store = tmp_path / "ctx", tmp_path / "d.marshal"
+    _write(root / "settled", b"old")
+    time.sleep(1.0)
+    _write(root / "racy", b"just written", mtime=time.time())
+    monkeypatch.setattr(digests, "RACY_NS", 500_000_000)  # "settled" is 1 s old, "racy" just written
+    cache = DigestCache.open(root, store)
+    cache.digests(_files(root))
+    cache.save()
+    hashed.clear()
+    DigestCache.open(root, store).digests(_files(root))
+    assert hashed == ["racy"]  # it could change again within its mtime's tick: looked at every time
+
+
+def test_two_selections_of_one_context(tmp_path: Path, hashed: list[str]) -> None:
+    root, store = tmp_path / "ctx", tmp_path / "d.marshal"
+    for name in ("a", "b", "c"):
+        _write(root / name, name.encode())
+    files = _files(root)
+    cache = DigestCache.open(root, store)
+    cache.digests(files[:2])
+    cache.digests(files[1:])
+    cache.save()
+    hashed.clear()
+    reopened = DigestCache.open(root, store)
+    assert set(reopened.digests(files[:2])) == {"a", "b"}
+    assert set(reopened.digests(files[1:])) == {"b", "c"}
+    assert set(reopened.digests(files)) == {"a", "b", "c"}  # a new selection: per-file entries
+    assert hashed == []
+
+
+def test_a_damaged_or_foreign_cache_file_is_ignored(tmp_path: Path) -> None:
+    root, store = tmp_path / "ctx", tmp_path / "d.marshal"
+    _write(root / "f", b"data")
+    store.write_bytes(b"\x00not marshal at all")
+    assert DigestCache.open(root, store).digests(_files(root)) == {"f": blake3(b"data").hexdigest()}
+    cache = DigestCache.open(root, store)
+    cache.digests(_files(root))
+    cache.save()
+    other_root = tmp_path / "elsewhere"
+    _write(other_root / "f", b"other")
+    # the same relative path under another root: the cache is per root, never shared
+    assert DigestCache.open(other_root, store).digests(_files(other_root)) == {
+        "f": blake3(b"other").hexdigest()
+    }
+
+
+def test_an_unwritable_cache_is_only_a_slower_run(tmp_path: Path) -> None:
+    root = tmp_path / "ctx"
+    _write(root / "f", b"data")
+    blocker = tmp_path / "file-not-dir"
+    blocker.write_text("")
+    cache = DigestCache.open(root, blocker / "d.marshal")
+    cache.digests(_files(root))
+    cache.save()  # no exception
+    assert not (blocker / "d.marshal").exists()
+
+
+def test_file_names_that_are_not_utf8(tmp_path: Path) -> None:
+    root = tmp_path / "ctx"
+    root.mkdir()
+    name = os.fsdecode(b"caf\xe9.txt")
+    _write(root / name, b"latin-1 name")
+    found = DigestCache.open(root, tmp_path / "d.marshal").digests(_files(root))
+    assert found == {name: blake3(b"latin-1 name").hexdigest()}
