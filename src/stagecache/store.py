@@ -23,7 +23,6 @@ import hashlib
 import json
 import os
 import re
-import socket
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -68,6 +67,11 @@ def _hex(key: str) -> str:
     if not re.fullmatch(r"[0-9a-f]{64}", hexpart):
         raise StoreError(f"not a key: {key!r}")
     return hexpart
+
+
+def _hostname() -> str:
+    """This machine's name, as ``socket.gethostname()`` gives it (without that module's imports)."""
+    return os.uname().nodename
 
 
 def iso(ts: float) -> str:
@@ -325,7 +329,7 @@ class DirectoryStore:
     def temp_path(self, key: str, label: str) -> Path:
         """A fresh temp file name in the store, recognisable as this process's if it is left behind."""
         self.ensure()
-        name = f"{_hex(key)}~{socket.gethostname()}~{os.getpid()}~{os.urandom(4).hex()}~{label}.partial"
+        name = f"{_hex(key)}~{_hostname()}~{os.getpid()}~{os.urandom(4).hex()}~{label}.partial"
         return self._dir("tmp") / name
 
     def remove(self, key: str) -> None:
@@ -369,7 +373,7 @@ class DirectoryStore:
     def clean_leftovers(self) -> list[Path]:
         """Remove temp files of dead writers and archives that no record points to."""
         removed: list[Path] = []
-        host = socket.gethostname()
+        host = _hostname()
         now = time.time()
         for path in self._dir("tmp").glob("*.partial"):
             parts = path.name.split("~")
