@@ -311,8 +311,7 @@ class Resolver:
     def _record(self, target: Target, key: str, found: inp.Inputs) -> None:
         """Keep the manifest of the target's current key, for `key --why`; written only when it changes."""
         assert self.store is not None
-        last = self.store.last_build(target_id(target))
-        if last is not None and last.get("key") == key:
+        if self.store.last_build_key(target_id(target)) == key:
             return
         try:
             self.store.record_build(target_id(target), key, found.public)

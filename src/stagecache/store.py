@@ -344,9 +344,22 @@ class DirectoryStore:
         return self._dir("targets") / f"{safe}.json"
 
     def record_build(self, target_id: str, key: str, manifest: dict[str, Any]) -> None:
+        """Keep a target's manifest, and beside it its key alone: a hit reads only the key (a large
+        context's manifest is megabytes of JSON). The key file goes first and comes back last, so
+        it never names a manifest that is not there."""
         self.ensure()
+        key_path = self._target_path(target_id).with_suffix(".key")
+        key_path.unlink(missing_ok=True)
         data = {"target": target_id, "key": key, "recorded": time.time(), "manifest": manifest}
         atomic_write(self._target_path(target_id), json.dumps(data, sort_keys=True).encode())
+        atomic_write(key_path, key.encode())
+
+    def last_build_key(self, target_id: str) -> str | None:
+        """The key of the manifest :meth:`record_build` kept for a target, without reading it."""
+        try:
+            return self._target_path(target_id).with_suffix(".key").read_text()
+        except (OSError, UnicodeDecodeError):
+            return None
 
     def last_build(self, target_id: str) -> dict[str, Any] | None:
         try:

@@ -145,4 +145,8 @@ def test_records_last_build(tmp_path: Path) -> None:
     last = store.last_build("repo__t")
     assert last is not None
     assert last["key"] == KEY_A
+    assert store.last_build_key("repo__t") == KEY_A  # a hit compares this, not the whole manifest
+    store.record_build("repo__t", KEY_B, {"files": [["a", "file", "0o644", "x"]]})
+    assert store.last_build_key("repo__t") == KEY_B
     assert store.last_build("other") is None
+    assert store.last_build_key("other") is None
