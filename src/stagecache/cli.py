@@ -24,7 +24,7 @@ from .errors import ConfigError, ExitCode, StagecacheError
 from .project import Options, cache_dir, load, open_store, store_location
 from .resolve import Resolver, Result, target_id
 from .store import DirectoryStore, iso
-from .vcs import commit_sha
+from .vcs import CommitProbe
 
 if TYPE_CHECKING:
     from .testrun import TestRunner
@@ -176,18 +176,23 @@ def _explain(target: Target, key: str, manifest: dict[str, Any], out: TextIO) ->
 
 
 def cmd_build(args: argparse.Namespace, docker: Docker, reporter: TerminalReporter, out: TextIO) -> int:
+    # git runs on another core while the keys are computed; its answer is read when the tags are applied
+    commit = None if args.no_commit_tag else CommitProbe(Path(args.project_dir).resolve())
     docker.engine()
     settings = _settings(args, docker)
     targets = settings.select(args.targets)
     resolver = _resolver(settings, docker, reporter, use_store=not args.no_store)
-    sha = None if args.no_commit_tag else commit_sha(settings.root)
     results: list[Result] = []
     for target in targets:
-        tags = list(args.tag or [])
-        if sha:
-            tags.append(f"{target.repository}:{sha}")
-        if target.image:
-            tags.append(target.image)
+
+        def tags(target: Target = target) -> list[str]:
+            wanted = list(args.tag or [])
+            if commit is not None and (sha := commit.result()):
+                wanted.append(f"{target.repository}:{sha}")
+            if target.image:
+                wanted.append(target.image)
+            return wanted
+
         result = resolver.resolve(target, tags=tags, rebuild=args.rebuild, save=not args.no_store,
                                   quiet_build=args.quiet)  # fmt: skip
         results.append(result)

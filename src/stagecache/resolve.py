@@ -119,7 +119,7 @@ class Resolver:
         self,
         target: Target,
         *,
-        tags: Sequence[str] = (),
+        tags: Sequence[str] | Callable[[], Sequence[str]] = (),
         rebuild: bool = False,
         save: bool = True,
         quiet_build: bool = False,
@@ -136,7 +136,7 @@ class Resolver:
         def finish(
             outcome: Outcome, image_id: str, stored: bool = False, present: Sequence[str] = ()
         ) -> Result:
-            applied = self._apply_tags(image_id, tags, present)
+            applied = self._apply_tags(image_id, tags() if callable(tags) else tags, present)
             if self.store is not None:
                 self._record(target, key, found)
             return Result(target.name, key, ref, image_id, outcome, time.monotonic() - start, applied,

@@ -6,6 +6,10 @@ import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import subprocess
 
 # Checked in order; each CI system documents its own variable.
 CI_SHA_VARIABLES = (
@@ -20,28 +24,46 @@ _SHA = re.compile(r"[0-9a-f]{40}([0-9a-f]{24})?")
 
 def commit_sha(root: Path, env: Mapping[str, str] | None = None) -> str | None:
     """The full commit SHA, or None when the tree has uncommitted changes or is not a git checkout."""
-    env = os.environ if env is None else env
-    for name in CI_SHA_VARIABLES:
-        value = env.get(name, "").strip().lower()
-        if _SHA.fullmatch(value):
-            return value
-    import subprocess  # imported here: not needed when CI names the commit
+    return CommitProbe(root, env).result()
 
-    try:
-        head = subprocess.run(
-            ["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, check=False
-        )
-        if head.returncode != 0:
-            return None
-        dirty = subprocess.run(
-            ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=normal", "--", "."],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-    except OSError:
-        return None
-    if dirty.returncode != 0 or dirty.stdout.strip():
-        return None
-    sha = head.stdout.strip()
-    return sha if _SHA.fullmatch(sha) else None
+
+class CommitProbe:
+    """:func:`commit_sha`, started now and read later.
+
+    The two git processes (the HEAD commit, and whether the tree is clean) start at once and run on
+    another core while stagecache computes keys; on a large checkout ``git status`` alone can take a
+    tenth of a second.
+    """
+
+    def __init__(self, root: Path, env: Mapping[str, str] | None = None) -> None:
+        env = os.environ if env is None else env
+        self._sha: str | None = None
+        self._done = False
+        self._procs: list[subprocess.Popen[str]] = []
+        for name in CI_SHA_VARIABLES:
+            value = env.get(name, "").strip().lower()
+            if _SHA.fullmatch(value):
+                self._sha, self._done = value, True
+                return
+        import subprocess  # imported here: not needed when CI names the commit
+
+        git = ["git", "-C", str(root)]
+        status = [*git, "status", "--porcelain", "--untracked-files=normal", "--", "."]
+        try:
+            for argv in ([*git, "rev-parse", "HEAD"], status):
+                self._procs.append(
+                    subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+                )
+        except OSError:  # no git: not a commit we can name
+            self._done = True
+
+    def result(self) -> str | None:
+        """The SHA (waiting for git if it is still running), or None."""
+        outputs = [proc.communicate()[0] for proc in self._procs]  # reaps them, also after an OSError
+        if not self._done:
+            head, dirty = outputs
+            clean = all(proc.returncode == 0 for proc in self._procs) and not dirty.strip()
+            self._sha = head.strip() if clean and _SHA.fullmatch(head.strip()) else None
+            self._done = True
+        self._procs = []
+        return self._sha
