@@ -665,11 +665,16 @@ def walk(context: Path, rules: IgnoreRules) -> list[Entry]:
     root = os.fspath(context)
     if not os.path.isdir(root):
         raise ConfigError(f"{context}: the build context is not a directory: point the target at one")
-    walker = _Walker(rules)
+    walker = _Walker(rules, root)
     ancestors = [False] * len(rules.patterns) if rules._exceptions else None
-    walker.walk(root, "", None, ancestors, [])
+    walker.walk(None, root, "", None, ancestors, [])
     walker.out.sort(key=attrgetter("path"))
     return walker.out
+
+
+# Directories are opened, and their entries stat'ed relative to them (fstatat): the kernel resolves one
+# name per stat instead of the whole path, a tenth of a large walk.
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | getattr(os, "O_CLOEXEC", 0)
 
 
 class _Pending:
@@ -685,37 +690,54 @@ class _Pending:
 class _Walker:
     """fsutil's filtered walk over one context."""
 
-    def __init__(self, rules: IgnoreRules) -> None:
+    def __init__(self, rules: IgnoreRules, root: str) -> None:
         self.rules = rules
         self.tests = rules._tests
+        self.root = root
         self.out: list[Entry] = []
 
     def walk(
         self,
-        directory: str,
+        parent: int | None,
+        name: str,
         prefix: str,
         state: list[bool] | None,
         ancestors: list[bool] | None,
         pending: list[_Pending],
     ) -> None:
-        """Walk ``directory`` (context path ``prefix``).
+        """Walk the directory ``name`` of the open directory ``parent`` (context path ``prefix``).
 
         ``state`` is what the directory got from the matcher; ``ancestors[i]`` says whether pattern
         ``i`` matches the directory or one above it (kept only when there are exceptions, for the
         open-time test); ``pending`` are the excluded directories above it not sent yet.
         """
         try:
-            with os.scandir(directory) as it:
-                children = list(it)
+            fd = os.open(name, _DIR_FLAGS, dir_fd=parent)
+            try:
+                with os.scandir(fd) as it:
+                    children = list(it)
+                self._entries(fd, children, prefix, state, ancestors, pending)
+            finally:
+                os.close(fd)
         except (FileNotFoundError, NotADirectoryError):
             return  # removed while we walked
         except PermissionError as exc:
             if pending:  # BuildKit ignores unreadable excluded directories
                 return
             raise ConfigError(
-                f"{directory}: cannot read this directory of the build context ({exc.strerror}): "
-                "make it readable, or exclude it in .dockerignore"
+                f"{os.path.join(self.root, prefix)}: cannot read this directory of the build context "
+                f"({exc.strerror}): make it readable, or exclude it in .dockerignore"
             ) from exc
+
+    def _entries(
+        self,
+        fd: int,
+        children: list[os.DirEntry[str]],
+        prefix: str,
+        state: list[bool] | None,
+        ancestors: list[bool] | None,
+        pending: list[_Pending],
+    ) -> None:
 
         # The hot loop of a key: one pass per context entry, so it inlines what a helper would do.
         rules = self.rules
@@ -736,7 +758,7 @@ class _Walker:
                     if fmt == _S_IFDIR and rules.may_reinclude_below(path):
                         parent = _Pending(Entry(path, "dir", mode & 0o7777, 0))
                         below = self._ancestors(path, ancestors)
-                        self.walk(child.path, path + "/", child_state, below, [*pending, parent])
+                        self.walk(fd, child.name, path + "/", child_state, below, [*pending, parent])
                     continue
             if pending:
                 for waiting in pending:
@@ -749,8 +771,8 @@ class _Walker:
                 out.append(Entry(path, "file", mode & 0o7777, st.st_size, None, refused, sig))
             elif fmt == _S_IFDIR:
                 out.append(Entry(path, "dir", mode & 0o7777, 0))
-                self.walk(child.path, path + "/", child_state, self._ancestors(path, ancestors), [])
-            elif (entry := _other_entry(child.path, path, st)) is not None:
+                self.walk(fd, child.name, path + "/", child_state, self._ancestors(path, ancestors), [])
+            elif (entry := _other_entry(fd, child.name, path, st)) is not None:
                 out.append(entry)
 
     def _ancestors(self, path: str, ancestors: list[bool] | None) -> list[bool] | None:
@@ -767,13 +789,13 @@ class _Walker:
         return matched
 
 
-def _other_entry(abspath: str, path: str, st: os.stat_result) -> Entry | None:
-    """The entry of something that is neither a regular file nor a directory."""
+def _other_entry(fd: int, name: str, path: str, st: os.stat_result) -> Entry | None:
+    """The entry of something that is neither a regular file nor a directory (``name`` in ``fd``)."""
     mode = st.st_mode
     perms = stat.S_IMODE(mode)
     if stat.S_ISLNK(mode):
         try:
-            target = os.readlink(abspath)
+            target = os.readlink(name, dir_fd=fd)
         except FileNotFoundError:
             return None
         return Entry(path, "symlink", perms, st.st_size, target)

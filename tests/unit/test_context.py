@@ -345,13 +345,14 @@ def test_walk_keeps_directories_the_ignore_file_emptied(tmp_path: Path) -> None:
 def test_walk_does_not_enter_an_excluded_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     _tree(tmp_path, {".git/objects/ab/cd": 0o644, "node_modules/p/i.js": 0o644, "src/x.py": 0o644})
     opened: list[str] = []
-    real = os.scandir
+    real = os.open
 
-    def spy(path: str) -> object:
-        opened.append(os.path.relpath(path, tmp_path))
-        return real(path)
+    def spy(path: str, flags: int, mode: int = 0o777, *, dir_fd: int | None = None) -> int:
+        if flags & os.O_DIRECTORY:
+            opened.append(path if dir_fd is not None else os.path.relpath(path, tmp_path))
+        return real(path, flags, mode, dir_fd=dir_fd)
 
-    monkeypatch.setattr(os, "scandir", spy)
+    monkeypatch.setattr(os, "open", spy)
     paths = _paths(walk(tmp_path, IgnoreRules.parse(".git\nnode_modules\n!src/x.py\n")))
     assert paths == ["src", "src/x.py"]
     assert sorted(opened) == [".", "src"]
