@@ -428,15 +428,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         "with BuildKit and keeps the image in a store.",
     )
     parser.add_argument("--version", action="version", version=f"stagecache {__version__}")
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("-C", "--project-dir", default=".", help="the project (compose file, pyproject.toml)")
-    common.add_argument("--compose-file", action="append", metavar="FILE", help="compose file(s) to read")
-    common.add_argument("-f", "--file", metavar="DOCKERFILE", help="a Dockerfile, without a compose file")
-    common.add_argument("--context", metavar="DIR", help="the build context with -f (default: the project)")
-    common.add_argument("--build-arg", action="append", metavar="NAME=VALUE", help="override a build arg")
-    common.add_argument("--store", metavar="DIR", help="the store directory (env STAGECACHE_STORE)")
-    common.add_argument("-q", "--quiet", action="store_true", help="only results and errors")
-    common.add_argument("-v", "--verbose", action="store_true", help="log every docker command")
+    common = _common_options()
     images = argparse.ArgumentParser(add_help=False)
     images.add_argument("--repository", help="image repository for key tags (default: from compose)")
     images.add_argument("--no-store", action="store_true", help="neither read nor write the store")
@@ -498,6 +490,35 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+def _common_options(defaults: bool = True) -> argparse.ArgumentParser:
+    """The options every project command takes. ``defaults=False``: an absent option sets nothing, so
+    that on a nested action it does not undo the same option given before the action."""
+    common = argparse.ArgumentParser(add_help=False)
+    unset: dict[str, Any] = {} if defaults else {"default": argparse.SUPPRESS}
+    common.add_argument(
+        "-C",
+        "--project-dir",
+        **(unset or {"default": "."}),
+        help="the project (compose file, pyproject.toml)",
+    )
+    common.add_argument(
+        "--compose-file", action="append", metavar="FILE", **unset, help="compose file(s) to read"
+    )
+    common.add_argument(
+        "-f", "--file", metavar="DOCKERFILE", **unset, help="a Dockerfile, without a compose file"
+    )
+    common.add_argument(
+        "--context", metavar="DIR", **unset, help="the build context with -f (default: the project)"
+    )
+    common.add_argument(
+        "--build-arg", action="append", metavar="NAME=VALUE", **unset, help="override a build arg"
+    )
+    common.add_argument("--store", metavar="DIR", **unset, help="the store directory (env STAGECACHE_STORE)")
+    common.add_argument("-q", "--quiet", action="store_true", **unset, help="only results and errors")
+    common.add_argument("-v", "--verbose", action="store_true", **unset, help="log every docker command")
+    return common
+
+
 def _images_parser(sub: Any) -> None:
     p = sub.add_parser("images", help="untag old key images in the daemon")
     images_sub = p.add_subparsers(dest="images_command", required=True, metavar="ACTION")
@@ -513,9 +534,11 @@ def _images_parser(sub: Any) -> None:
 
 
 def _store_parser(sub: Any, common: argparse.ArgumentParser) -> None:
-    p = sub.add_parser("store", help="list, prune or verify the store")
+    # The common options go before the action and after it: `stagecache store --store DIR ls` and
+    # `stagecache store ls --store DIR` both work. After it they default to nothing, not to None.
+    p = sub.add_parser("store", parents=[common], help="list, prune or verify the store")
+    common = _common_options(defaults=False)
     store_sub = p.add_subparsers(dest="store_command", required=True, metavar="ACTION")
-    # The common options go on each action, so that `stagecache store ls --store DIR` works.
     ls = store_sub.add_parser("ls", parents=[common], help="list entries, most recently used first")
     ls.add_argument("--json", action="store_true", help="print entries as JSON")
     prune = store_sub.add_parser("prune", parents=[common], help="remove least recently used entries")

@@ -73,3 +73,17 @@ def test_verify_reports_and_removes_damage(store: Path) -> None:
     assert "t0: archive does not match its recorded digest; removed" in text
     assert "2 entries ok, 1 damaged and removed" in text
     assert cli("store", "verify", "--store", str(store))[0] == 0
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["store", "ls", "--store", "{store}", "--json"],
+        ["store", "--store", "{store}", "ls", "--json"],  # before the action, as `docker image` takes it
+        ["store", "--store", "/nonexistent", "ls", "--store", "{store}", "--json"],  # the later one wins
+    ],
+)
+def test_store_options_before_or_after_the_action(store: Path, argv: list[str]) -> None:
+    code, out = cli(*(word.format(store=store) for word in argv))
+    assert code == 0
+    assert [e["key"] for e in json.loads(out)] == [KEYS[2], KEYS[1], KEYS[0]]
