@@ -176,12 +176,36 @@ def _explain(target: Target, key: str, manifest: dict[str, Any], out: TextIO) ->
 
 
 def cmd_build(args: argparse.Namespace, docker: Docker, reporter: TerminalReporter, out: TextIO) -> int:
-    # git runs on another core while the keys are computed; its answer is read when the tags are applied
-    commit = None if args.no_commit_tag else CommitProbe(Path(args.project_dir).resolve())
     docker.engine()
     settings = _settings(args, docker)
     targets = settings.select(args.targets)
     resolver = _resolver(settings, docker, reporter, use_store=not args.no_store)
+    # git runs on another core while the keys are computed; its answer is read when the tags are applied
+    commit = None if args.no_commit_tag else CommitProbe(settings.root)
+    try:
+        results = _build_targets(args, resolver, targets, commit, reporter, out)
+    finally:
+        if commit is not None:
+            commit.close()
+    if resolver.store is not None and settings.store_max_size is not None:
+        for entry in resolver.store.prune(max_size=settings.store_max_size):
+            reporter.warn(
+                f"store over {settings.store_max_size} bytes: removed {_short(entry.key)} ({entry.target})"
+            )
+    if args.json:
+        json.dump([r.as_json() for r in results], out, indent=2)
+        print(file=out)
+    return ExitCode.OK
+
+
+def _build_targets(
+    args: argparse.Namespace,
+    resolver: Resolver,
+    targets: list[Target],
+    commit: CommitProbe | None,
+    reporter: TerminalReporter,
+    out: TextIO,
+) -> list[Result]:
     results: list[Result] = []
     for target in targets:
 
@@ -204,15 +228,7 @@ def cmd_build(args: argparse.Namespace, docker: Docker, reporter: TerminalReport
                 file=out,
                 flush=True,
             )
-    if resolver.store is not None and settings.store_max_size is not None:
-        for entry in resolver.store.prune(max_size=settings.store_max_size):
-            reporter.warn(
-                f"store over {settings.store_max_size} bytes: removed {_short(entry.key)} ({entry.target})"
-            )
-    if args.json:
-        json.dump([r.as_json() for r in results], out, indent=2)
-        print(file=out)
-    return ExitCode.OK
+    return results
 
 
 def cmd_store(args: argparse.Namespace, docker: Docker, reporter: TerminalReporter, out: TextIO) -> int:

@@ -47,7 +47,9 @@ class CommitProbe:
                 return
         import subprocess  # imported here: not needed when CI names the commit
 
-        git = ["git", "-C", str(root)]
+        # No optional locks: git status would otherwise take .git/index.lock and may rewrite the index,
+        # while the key's walk may be reading .git (a context that does not exclude it).
+        git = ["git", "--no-optional-locks", "-C", str(root)]
         status = [*git, "status", "--porcelain", "--untracked-files=normal", "--", "."]
         try:
             for argv in ([*git, "rev-parse", "HEAD"], status):
@@ -56,6 +58,14 @@ class CommitProbe:
                 )
         except OSError:  # no git: not a commit we can name
             self._done = True
+
+    def close(self) -> None:
+        """Stop git if it still runs (the result was not needed after all)."""
+        for proc in self._procs:
+            proc.kill()
+            proc.communicate()
+        self._procs = []
+        self._done = True
 
     def result(self) -> str | None:
         """The SHA (waiting for git if it is still running), or None."""
