@@ -713,67 +713,64 @@ class _Walker:
         """
         try:
             fd = os.open(name, _DIR_FLAGS, dir_fd=parent)
-            try:
-                with os.scandir(fd) as it:
-                    children = list(it)
-                self._entries(fd, children, prefix, state, ancestors, pending)
-            finally:
-                os.close(fd)
         except (FileNotFoundError, NotADirectoryError):
             return  # removed while we walked
         except PermissionError as exc:
-            if pending:  # BuildKit ignores unreadable excluded directories
-                return
-            raise ConfigError(
-                f"{os.path.join(self.root, prefix)}: cannot read this directory of the build context "
-                f"({exc.strerror}): make it readable, or exclude it in .dockerignore"
-            ) from exc
-
-    def _entries(
-        self,
-        fd: int,
-        children: list[os.DirEntry[str]],
-        prefix: str,
-        state: list[bool] | None,
-        ancestors: list[bool] | None,
-        pending: list[_Pending],
-    ) -> None:
-
-        # The hot loop of a key: one pass per context entry, so it inlines what a helper would do.
-        rules = self.rules
-        filtering = bool(rules.patterns)
-        out = self.out
-        for child in children:
-            path = prefix + child.name
+            self._unreadable(prefix, pending, exc)
+            return
+        try:
             try:
-                st = child.stat(follow_symlinks=False)
-            except FileNotFoundError:
-                continue
-            mode = st.st_mode
-            fmt = mode & _S_IFMT
-            child_state: list[bool] | None = None
-            if filtering:
-                excluded, child_state = rules._step(path, state)
-                if excluded:
-                    if fmt == _S_IFDIR and rules.may_reinclude_below(path):
-                        parent = _Pending(Entry(path, "dir", mode & 0o7777, 0))
-                        below = self._ancestors(path, ancestors)
-                        self.walk(fd, child.name, path + "/", child_state, below, [*pending, parent])
+                with os.scandir(fd) as it:
+                    children = list(it)
+            except PermissionError as exc:
+                self._unreadable(prefix, pending, exc)
+                return
+            # The hot loop of a key: one pass per context entry, so it inlines what a helper would do.
+            rules = self.rules
+            filtering = bool(rules.patterns)
+            out = self.out
+            for child in children:
+                path = prefix + child.name
+                try:
+                    st = child.stat(follow_symlinks=False)
+                except FileNotFoundError:
                     continue
-            if pending:
-                for waiting in pending:
-                    if not waiting.sent:
-                        out.append(waiting.entry)
-                        waiting.sent = True
-            if fmt == _S_IFREG:
-                sig = pack_signature(st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
-                refused = ancestors is not None and self._refused(path, ancestors)
-                out.append(Entry(path, "file", mode & 0o7777, st.st_size, None, refused, sig))
-            elif fmt == _S_IFDIR:
-                out.append(Entry(path, "dir", mode & 0o7777, 0))
-                self.walk(fd, child.name, path + "/", child_state, self._ancestors(path, ancestors), [])
-            elif (entry := _other_entry(fd, child.name, path, st)) is not None:
-                out.append(entry)
+                mode = st.st_mode
+                fmt = mode & _S_IFMT
+                child_state: list[bool] | None = None
+                if filtering:
+                    excluded, child_state = rules._step(path, state)
+                    if excluded:
+                        if fmt == _S_IFDIR and rules.may_reinclude_below(path):
+                            waiting_dir = _Pending(Entry(path, "dir", mode & 0o7777, 0))
+                            below = self._ancestors(path, ancestors)
+                            self.walk(fd, child.name, path + "/", child_state, below, [*pending, waiting_dir])
+                        continue
+                if pending:
+                    for waiting in pending:
+                        if not waiting.sent:
+                            out.append(waiting.entry)
+                            waiting.sent = True
+                if fmt == _S_IFREG:
+                    sig = pack_signature(st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
+                    refused = ancestors is not None and self._refused(path, ancestors)
+                    out.append(Entry(path, "file", mode & 0o7777, st.st_size, None, refused, sig))
+                elif fmt == _S_IFDIR:
+                    out.append(Entry(path, "dir", mode & 0o7777, 0))
+                    self.walk(fd, child.name, path + "/", child_state, self._ancestors(path, ancestors), [])
+                elif (entry := _other_entry(fd, child.name, path, st)) is not None:
+                    out.append(entry)
+        finally:
+            os.close(fd)
+
+    def _unreadable(self, prefix: str, pending: list[_Pending], exc: OSError) -> None:
+        if pending:  # BuildKit ignores unreadable excluded directories
+            return
+        where = os.path.normpath(os.path.join(self.root, prefix))
+        raise ConfigError(
+            f"{where}: cannot read this directory of the build context ({exc.strerror}): "
+            "make it readable, or exclude it in .dockerignore"
+        ) from exc
 
     def _ancestors(self, path: str, ancestors: list[bool] | None) -> list[bool] | None:
         if ancestors is None:

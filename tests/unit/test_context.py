@@ -471,3 +471,13 @@ def test_walk_is_consistent_with_the_path_tests(tmp_path: Path, seed: int) -> No
             assert (path in walked) is (not rules.excluded(path)), path
             if path in walked:
                 assert walked[path].content_refused is rules.excluded_on_open(path), path
+
+
+def test_walk_of_a_deep_tree(tmp_path: Path) -> None:
+    """One Python frame per directory level, as before the walk used directory descriptors."""
+    deep = tmp_path.joinpath(*["d"] * 600)
+    deep.mkdir(parents=True)
+    (deep / "f").write_text("x")
+    entries = walk(tmp_path, IgnoreRules())
+    assert len(entries) == 601
+    assert entries[-1].path == "/".join(["d"] * 600) + "/f"
