@@ -69,6 +69,22 @@ def _hex(key: str) -> str:
     return hexpart
 
 
+@contextlib.contextmanager
+def _flocked(path: Path, on_wait: Callable[[], None] | None = None) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on ``path`` (created if absent). ``on_wait``: called once if busy."""
+    with open(path, "a+b") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if on_wait is not None:
+                on_wait()
+            fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
 def _hostname() -> str:
     """This machine's name, as ``socket.gethostname()`` gives it (without that module's imports)."""
     return os.uname().nodename
@@ -177,18 +193,8 @@ class DirectoryStore:
     def lock(self, key: str, on_wait: Callable[[], None] | None = None) -> Iterator[None]:
         """Hold the key's lock. ``on_wait`` is called once if another process holds it."""
         self.ensure()
-        path = self._dir("locks") / f"{_hex(key)}.lock"
-        with open(path, "a+b") as fh:
-            try:
-                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                if on_wait is not None:
-                    on_wait()
-                fcntl.flock(fh, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(fh, fcntl.LOCK_UN)
+        with _flocked(self._dir("locks") / f"{_hex(key)}.lock", on_wait):
+            yield
 
     def _try_lock(self, key: str) -> IO[bytes] | None:
         fh = open(self._dir("locks") / f"{_hex(key)}.lock", "a+b")  # noqa: SIM115
@@ -345,14 +351,16 @@ class DirectoryStore:
 
     def record_build(self, target_id: str, key: str, manifest: dict[str, Any]) -> None:
         """Keep a target's manifest, and beside it its key alone: a hit reads only the key (a large
-        context's manifest is megabytes of JSON). The key file goes first and comes back last, so
-        it never names a manifest that is not there."""
+        context's manifest is megabytes of JSON). The key file goes first and comes back last, under
+        the target's lock, so it never names a manifest that is not there."""
         self.ensure()
-        key_path = self._target_path(target_id).with_suffix(".key")
-        key_path.unlink(missing_ok=True)
+        manifest_path = self._target_path(target_id)
+        key_path = manifest_path.with_suffix(".key")
         data = {"target": target_id, "key": key, "recorded": time.time(), "manifest": manifest}
-        atomic_write(self._target_path(target_id), json.dumps(data, sort_keys=True).encode())
-        atomic_write(key_path, key.encode())
+        with _flocked(manifest_path.with_suffix(".lock")):
+            key_path.unlink(missing_ok=True)
+            atomic_write(manifest_path, json.dumps(data, sort_keys=True).encode())
+            atomic_write(key_path, key.encode())
 
     def last_build_key(self, target_id: str) -> str | None:
         """The key of the manifest :meth:`record_build` kept for a target, without reading it."""
