@@ -215,9 +215,10 @@ class Docker:
     def engine(self) -> Engine:
         """The engine's version and default platform (asked once); EngineError when none answers."""
         if self._engine is None and (answer := self._api("GET", "/version")) and answer[0] == 200:
-            data = json.loads(answer[1])
-            if data.get("Version") and data.get("Os") and data.get("Arch"):
-                self._engine = Engine(version=data["Version"], platform=f"{data['Os']}/{data['Arch']}")
+            with contextlib.suppress(ValueError, AttributeError):  # not the answer expected: ask the CLI
+                data = json.loads(answer[1])
+                if data.get("Version") and data.get("Os") and data.get("Arch"):
+                    self._engine = Engine(version=data["Version"], platform=f"{data['Os']}/{data['Arch']}")
         if self._engine is None:
             done = self._run(
                 "version", "--format", "{{.Server.Version}} {{.Server.Os}}/{{.Server.Arch}}", check=False

@@ -5,7 +5,7 @@ from __future__ import annotations
 import http.server
 import socketserver
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -139,3 +139,27 @@ def test_not_http_is_an_oserror(server: str) -> None:
 def test_no_server(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError):
         unixhttp.request(str(tmp_path / "nothing.sock"), "GET", "/version", timeout=1)
+
+
+def test_docker_falls_back_to_the_cli_when_version_is_not_json(tmp_path: Path) -> None:
+    from stagecache.docker import Completed, Docker, EngineAPI
+
+    class NotJson(_Handler):
+        def do_GET(self) -> None:
+            self._send(200, b"<html>a proxy, not the engine</html>")
+
+    path = str(tmp_path / "odd.sock")
+    with _Server(path, NotJson) as srv:
+        threading.Thread(target=srv.serve_forever, args=(0.05,), daemon=True).start()
+        try:
+            calls: list[list[str]] = []
+
+            def runner(argv: Sequence[str], **_: object) -> Completed:
+                calls.append(list(argv))
+                return Completed(list(argv), 0, "20.10.24 linux/amd64\n", "")
+
+            engine = Docker(runner=runner, api=EngineAPI(path)).engine()
+        finally:
+            srv.shutdown()
+    assert (engine.version, engine.platform) == ("20.10.24", "linux/amd64")
+    assert [call[:2] for call in calls] == [["docker", "version"]]
