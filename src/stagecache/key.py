@@ -65,6 +65,12 @@ class Changes:
 
 def diff(old: dict[str, Any], new: dict[str, Any]) -> Changes:
     changes = Changes()
+    if old.get("schema") != new.get("schema"):  # other digests, other rows: a file diff would list all
+        changes.other.append(
+            f"key schema {old.get('schema')!r} -> {new.get('schema')!r}: this stagecache computes keys "
+            "differently from the one that recorded the last build, so every target builds once"
+        )
+        return changes
     old_files = {row[0]: row[1:] for row in old.get("files", [])}
     new_files = {row[0]: row[1:] for row in new.get("files", [])}
     changes.added = sorted(new_files.keys() - old_files.keys())
@@ -98,7 +104,7 @@ def diff(old: dict[str, Any], new: dict[str, Any]) -> Changes:
             changes.other.append(f"stage {name}: no longer part of the target")
         elif before_stage != after_stage:
             changes.other.append(f"stage {name}: instructions changed")
-    for field_ in ("schema", "platform", "target", "global_args"):
+    for field_ in ("platform", "target", "global_args"):
         if old.get(field_) != new.get(field_):
             changes.other.append(f"{field_.replace('_', ' ')}: {old.get(field_)!r} -> {new.get(field_)!r}")
     return changes

@@ -211,6 +211,15 @@ def test_diff_names_what_changed(project: Path) -> None:
     assert any(line.startswith("base image python:3.11-slim") for line in lines)
 
 
+def test_diff_after_a_key_schema_change_says_so_instead_of_listing_every_file(project: Path) -> None:
+    spec = TargetSpec("prod", project, project / "Dockerfile", "prod")
+    new = collect(spec, image_id=lambda r: "sha256:aaa", platform="linux/amd64").public
+    old = {**new, "schema": new["schema"] - 1, "files": [[p, k, m, "0" * 64] for p, k, m, _ in new["files"]]}
+    lines = diff(old, new).lines()
+    assert len(lines) == 1
+    assert lines[0].startswith(f"key schema {new['schema'] - 1} -> {new['schema']}")
+
+
 def files_of(root: Path, dockerfile: str, stage: str | None = None) -> list[str]:
     (root / "Dockerfile").write_text(dockerfile)
     spec = TargetSpec("t", root, root / "Dockerfile", stage)
