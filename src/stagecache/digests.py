@@ -25,8 +25,12 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from blake3 import blake3
+
+if TYPE_CHECKING:
+    import subprocess
 
 WHOLE = 16 << 20  # files up to this size are read in one piece
 CHUNK = 4 << 20
@@ -69,6 +73,106 @@ def file_digest(path: str, size: int = -1) -> str:
     finally:
         os.close(fd)
     return blake3(data, max_threads=blake3.AUTO if len(data) >= THREADED else 1).hexdigest()
+
+
+# --- hashing on every core -------------------------------------------------------------------------
+PER_FILE_S = 15e-6  # what reading and hashing one more small file costs in-process here
+PER_BYTE_S = 1 / 1.2e9  # and one more byte
+HELPER_S = 0.04  # what starting a helper process costs (interpreter, imports)
+
+
+def hash_files(prefix: str, items: Sequence[tuple[str, int]]) -> list[str]:
+    """The digests of ``prefix + rel`` for each ``(rel, size)``, in order.
+
+    Work that would take more than a few helper start-ups is shared with helper processes, one per
+    further core (``STAGECACHE_HASH_WORKERS`` sets how many; 0 turns them off): see
+    :mod:`stagecache.hashworker`. Without them, or if one fails, this process hashes everything.
+    """
+    shares = _shares(items, _helpers_for(items))
+    if len(shares) == 1:
+        return [file_digest(prefix + rel, size) for rel, size in items]
+    out: list[str] = [""] * len(items)
+    helpers: list[tuple[subprocess.Popen[bytes] | None, list[int]]] = []
+    try:
+        for share in shares[1:]:
+            if share:
+                helpers.append((_start_helper(prefix, [items[i] for i in share]), share))
+        for i in shares[0]:
+            out[i] = file_digest(prefix + items[i][0], items[i][1])
+        for proc, share in helpers:
+            done = _helper_result(proc, len(share))
+            for i, digest in zip(share, done or (None,) * len(share), strict=True):
+                out[i] = digest or file_digest(prefix + items[i][0], items[i][1])
+    finally:
+        for proc, _ in helpers:
+            if proc is not None:
+                _reap(proc)
+    return out
+
+
+def _helpers_for(items: Sequence[tuple[str, int]]) -> int:
+    """``STAGECACHE_HASH_WORKERS`` if set; else one per further core, while each saves twice its cost."""
+    configured = os.environ.get("STAGECACHE_HASH_WORKERS", "").strip()
+    if configured.isdigit():
+        return int(configured)
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    work = len(items) * PER_FILE_S + sum(size for _, size in items) * PER_BYTE_S
+    return max(0, min(cores - 1, 7, int(work / (3 * HELPER_S))))
+
+
+def _shares(items: Sequence[tuple[str, int]], helpers: int) -> list[list[int]]:
+    """Indexes of ``items`` in ``helpers + 1`` shares of about equal work, largest files first."""
+    if helpers <= 0:
+        return [list(range(len(items)))]
+    cost = [PER_FILE_S + size * PER_BYTE_S for _, size in items]
+    load = [HELPER_S] * (helpers + 1)
+    load[0] = 0.0  # this process starts at once; each helper starts late
+    shares: list[list[int]] = [[] for _ in load]
+    for i in sorted(range(len(items)), key=cost.__getitem__, reverse=True):
+        lightest = min(range(len(load)), key=load.__getitem__)
+        shares[lightest].append(i)
+        load[lightest] += cost[i]
+    return shares
+
+
+def _start_helper(prefix: str, items: list[tuple[str, int]]) -> subprocess.Popen[bytes] | None:
+    import subprocess  # imported here: most keys hash little or nothing
+
+    request = b"".join(b"%d\0%s\0" % (size, os.fsencode(rel)) for rel, size in items)
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "stagecache.hashworker", prefix],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+    except OSError:
+        return None
+    assert proc.stdin is not None
+    try:
+        proc.stdin.write(request)
+        proc.stdin.close()
+    except OSError:  # it died early: its share is hashed here
+        _reap(proc)
+        return None
+    return proc
+
+
+def _helper_result(proc: subprocess.Popen[bytes] | None, count: int) -> list[str] | None:
+    """A helper's digests, once it is done; None if it failed."""
+    if proc is None:
+        return None
+    assert proc.stdout is not None
+    out = proc.stdout.read()  # its only pipe: stdin is closed, stderr goes nowhere
+    lines = out.decode("ascii", "replace").split()
+    return lines if proc.wait() == 0 and len(lines) == count else None
+
+
+def _reap(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.kill()
+    proc.wait()
+    for pipe in (proc.stdin, proc.stdout):
+        if pipe is not None:
+            pipe.close()
 
 
 class DigestCache:
@@ -124,14 +228,20 @@ class DigestCache:
         settled_before = time.time_ns() - RACY_NS
         out: dict[str, str] = {}
         all_settled = True
+        todo: list[tuple[str, bytes]] = []
         for index, rel in enumerate(paths):
             sig = signatures[index * width : (index + 1) * width]
             entry = known.get(rel)
             if entry is not None and entry.startswith(sig):
                 out[rel] = entry[width:].decode()
-                continue
-            size, mtime_ns, ctime_ns, _ = _SIGNATURE.unpack(sig)
-            digest = out[rel] = file_digest(prefix + rel, size)
+            else:
+                todo.append((rel, sig))
+        unpacked = [_SIGNATURE.unpack(sig) for _, sig in todo]
+        hashed = hash_files(
+            prefix, [(rel, fields[0]) for (rel, _), fields in zip(todo, unpacked, strict=True)]
+        )
+        for (rel, sig), (_, mtime_ns, ctime_ns, _), digest in zip(todo, unpacked, hashed, strict=True):
+            out[rel] = digest
             if mtime_ns < settled_before and ctime_ns < settled_before:
                 known[rel] = sig + digest.encode()
             else:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -154,3 +155,69 @@ def test_file_names_that_are_not_utf8(tmp_path: Path) -> None:
     _write(root / name, b"latin-1 name")
     found = DigestCache.open(root, tmp_path / "d.marshal").digests(_files(root))
     assert found == {name: blake3(b"latin-1 name").hexdigest()}
+
+
+def _tree(root: Path, count: int) -> list[tuple[str, int]]:
+    items = []
+    for i in range(count):
+        data = os.urandom(i * 997 % 50_000)
+        _write(root / f"d{i % 3}" / f"f{i}", data)
+        items.append((f"d{i % 3}/f{i}", len(data)))
+    return items
+
+
+@pytest.mark.parametrize("helpers", ["1", "3"])
+def test_helper_processes_hash_the_same(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, helpers: str
+) -> None:
+    items = _tree(tmp_path, 40)
+    prefix = str(tmp_path) + os.sep
+    monkeypatch.setenv("STAGECACHE_HASH_WORKERS", "0")
+    alone = digests.hash_files(prefix, items)
+    monkeypatch.setenv("STAGECACHE_HASH_WORKERS", helpers)
+    monkeypatch.setattr(digests, "HELPER_S", 0.0)  # else this little work all stays here
+    started: list[int] = []
+    real_start = digests._start_helper
+
+    def counting(prefix: str, share: list[tuple[str, int]]) -> object:
+        started.append(len(share))
+        return real_start(prefix, share)
+
+    monkeypatch.setattr(digests, "_start_helper", counting)
+    assert digests.hash_files(prefix, items) == alone
+    assert len(started) == int(helpers)
+    assert all(started)  # each helper got files to hash
+    assert alone == [blake3((tmp_path / rel).read_bytes()).hexdigest() for rel, _ in items]
+
+
+def test_a_failing_helper_leaves_its_share_to_this_process(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    items = _tree(tmp_path, 10)
+    prefix = str(tmp_path) + os.sep
+    monkeypatch.setenv("STAGECACHE_HASH_WORKERS", "1")
+    monkeypatch.setattr(digests, "HELPER_S", 0.0)
+    monkeypatch.setattr(sys, "executable", "/bin/false")  # starts, reads nothing, exits 1
+    assert digests.hash_files(prefix, items) == [
+        blake3((tmp_path / rel).read_bytes()).hexdigest() for rel, _ in items
+    ]
+
+
+def test_a_file_gone_before_a_helper_reads_it_is_reported_as_without_helpers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    items = _tree(tmp_path, 10)
+    (tmp_path / items[3][0]).unlink()
+    monkeypatch.setenv("STAGECACHE_HASH_WORKERS", "2")
+    monkeypatch.setattr(digests, "HELPER_S", 0.0)
+    with pytest.raises(FileNotFoundError) as raised:
+        digests.hash_files(str(tmp_path) + os.sep, items)
+    assert raised.value.filename == str(tmp_path / items[3][0])
+
+
+def test_small_work_starts_no_helper(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("STAGECACHE_HASH_WORKERS", raising=False)
+    assert digests._helpers_for([("a", 100)] * 10) == 0
+    many = digests._helpers_for([("a", 10_000_000)] * 100)  # a second of work
+    cores = len(os.sched_getaffinity(0))
+    assert many == min(cores - 1, 7)
