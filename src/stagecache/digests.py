@@ -201,9 +201,14 @@ class DigestCache:
             try:
                 # the user's own cache file (see above); marshal.load(fh) would read it bytewise
                 header, stored_root, packed, snapshots = marshal.loads(path.read_bytes())  # noqa: S302
-                if header == _HEADER and stored_root == str(root):
-                    cache._packed, cache._snapshots = packed, snapshots
-            except (OSError, EOFError, ValueError, TypeError):
+                if header == _HEADER and stored_root == str(root) and isinstance(packed, bytes):
+                    cache._packed = packed
+                    cache._snapshots = {
+                        selection: (sigs, digests)
+                        for selection, (sigs, digests) in snapshots.items()
+                        if isinstance(sigs, bytes) and isinstance(digests, list)
+                    }
+            except (OSError, EOFError, ValueError, TypeError, AttributeError):
                 pass  # no cache yet, or not one this version wrote: start empty
         return cache
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import marshal
 import os
 import sys
 import time
@@ -125,6 +126,9 @@ def test_a_damaged_or_foreign_cache_file_is_ignored(tmp_path: Path) -> None:
     root, store = tmp_path / "ctx", tmp_path / "d.marshal"
     _write(root / "f", b"data")
     store.write_bytes(b"\x00not marshal at all")
+    assert DigestCache.open(root, store).digests(_files(root)) == {"f": blake3(b"data").hexdigest()}
+    misshapen = (digests._HEADER, str(root), b"\x00junk", {"selection": 5, "other": (b"", "not a list")})
+    store.write_bytes(marshal.dumps(misshapen))  # this version's header, someone else's contents
     assert DigestCache.open(root, store).digests(_files(root)) == {"f": blake3(b"data").hexdigest()}
     cache = DigestCache.open(root, store)
     cache.digests(_files(root))
