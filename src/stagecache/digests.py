@@ -23,7 +23,7 @@ import os
 import struct
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -258,6 +258,21 @@ class DigestCache:
                 del self._snapshots[next(iter(self._snapshots))]
         self._dirty = True
         return out
+
+    @property
+    def changed(self) -> bool:
+        """Whether :meth:`save` has something to write."""
+        return self._dirty
+
+    def retain(self, paths: Iterable[str]) -> None:
+        """Forget the files not in ``paths`` (the context's files now): the table must not grow with
+        every file that ever existed in the context."""
+        keep = set(paths)
+        entries = self._unpacked()
+        gone = [rel for rel in entries if rel not in keep]
+        for rel in gone:
+            del entries[rel]
+        self._dirty = self._dirty or bool(gone)
 
     def _unpacked(self) -> dict[str, bytes]:
         if self._packed is not None:

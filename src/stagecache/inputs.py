@@ -115,6 +115,8 @@ def collect(
         selection = set(range(len(entries)))
     chosen = [entries[i] for i in sorted(selection)]
     files = _describe(spec.context, chosen, digests)
+    if digests is not None and digests.changed:  # only then is the cache written: forget deleted files
+        digests.retain(e.path for e in entries if e.kind == "file")
     warnings = [
         f"{e.path}: BuildKit lists this file but will not send its content under these .dockerignore rules "
         f"(the image gets an empty or stale copy); add `!{e.path}` as the ignore file's last line"

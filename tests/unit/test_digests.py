@@ -225,3 +225,25 @@ def test_small_work_starts_no_helper(tmp_path: Path, monkeypatch: pytest.MonkeyP
     many = digests._helpers_for([("a", 10_000_000)] * 100)  # a second of work
     cores = len(os.sched_getaffinity(0))
     assert many == min(cores - 1, 7)
+
+
+def test_deleted_files_are_forgotten(tmp_path: Path, hashed: list[str]) -> None:
+    """Through the key's own path: the cache keeps only files the context still has."""
+    from stagecache.inputs import TargetSpec, collect
+
+    root, store = tmp_path / "ctx", tmp_path / "d.marshal"
+    for name in ("keep.py", "gone.py", "also.py"):
+        _write(root / name, name.encode())
+    (root / "Dockerfile").write_text("FROM scratch\nCOPY . /app/\n")
+    spec = TargetSpec("t", root, root / "Dockerfile")
+
+    def key_once() -> None:
+        cache = DigestCache.open(root, store)
+        collect(spec, image_id=lambda ref: "scratch", platform="linux/amd64", digests=cache)
+        cache.save()
+
+    key_once()
+    (root / "gone.py").unlink()
+    _write(root / "also.py", b"changed")
+    key_once()
+    assert sorted(DigestCache.open(root, store)._unpacked()) == ["Dockerfile", "also.py", "keep.py"]
