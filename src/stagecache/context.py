@@ -40,7 +40,7 @@ from operator import attrgetter
 from pathlib import Path
 from typing import Literal, NamedTuple
 
-from .digests import pack_signature
+from .digests import signature
 from .errors import ConfigError
 
 __all__ = [
@@ -752,7 +752,7 @@ class _Walker:
                             out.append(waiting.entry)
                             waiting.sent = True
                 if fmt == _S_IFREG:
-                    sig = pack_signature(st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
+                    sig = signature(st)
                     refused = ancestors is not None and self._refused(path, ancestors)
                     out.append(Entry(path, "file", mode & 0o7777, st.st_size, None, refused, sig))
                 elif fmt == _S_IFDIR:

@@ -41,11 +41,10 @@ _HEADER = ("stagecache digests", 5, sys.version_info[:2])
 # A file's stat signature, packed: size, mtime_ns, ctime_ns, inode. Bytes, not a tuple of ints: 64-bit
 # ints are the slowest thing marshal reads, and bytes compare in one call.
 _SIGNATURE = struct.Struct("<qqqQ")
-pack_signature = _SIGNATURE.pack
 
 
 def signature(st: os.stat_result) -> bytes:
-    return pack_signature(st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
+    return _SIGNATURE.pack(st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
 
 
 def file_digest(path: str, size: int = -1) -> str:
