@@ -192,24 +192,30 @@ class DigestCache:
         self._entries: dict[str, bytes] = {}  # relpath -> signature + hex digest
         self._snapshots: dict[str, tuple[bytes, list[str]]] = {}  # selection -> (signatures, digests)
         self._dirty = False
+        self._unread = False  # open() leaves the file to be read on first use
 
     @classmethod
     def open(cls, root: Path, path: Path | None) -> DigestCache:
+        """The cache kept in ``path``, read when it is first needed (a watched key may not need it)."""
         cache = cls(root, path)
-        if path is not None:
-            try:
-                # the user's own cache file (see above); marshal.load(fh) would read it bytewise
-                header, stored_root, packed, snapshots = marshal.loads(path.read_bytes())  # noqa: S302
-                if header == _HEADER and stored_root == str(root) and isinstance(packed, bytes):
-                    cache._packed = packed
-                    cache._snapshots = {
-                        selection: (sigs, digests)
-                        for selection, (sigs, digests) in snapshots.items()
-                        if isinstance(sigs, bytes) and isinstance(digests, list)
-                    }
-            except (OSError, EOFError, ValueError, TypeError, AttributeError):
-                pass  # no cache yet, or not one this version wrote: start empty
+        cache._unread = path is not None
         return cache
+
+    def _read(self) -> None:
+        self._unread = False
+        assert self.path is not None
+        try:
+            # the user's own cache file (see above); marshal.load(fh) would read it bytewise
+            header, stored_root, packed, snapshots = marshal.loads(self.path.read_bytes())  # noqa: S302
+            if header == _HEADER and stored_root == str(self.root) and isinstance(packed, bytes):
+                self._packed = packed
+                self._snapshots = {
+                    selection: (sigs, digests)
+                    for selection, (sigs, digests) in snapshots.items()
+                    if isinstance(sigs, bytes) and isinstance(digests, list)
+                }
+        except (OSError, EOFError, ValueError, TypeError, AttributeError):
+            pass  # no cache yet, or not one this version wrote: start empty
 
     def digests(self, files: Sequence[tuple[str, bytes | None]]) -> dict[str, str]:
         """``{relpath: digest}`` for regular files under the root.
@@ -217,6 +223,8 @@ class DigestCache:
         Each file comes with its packed stat signature (:func:`signature`) when the caller has one
         from its own walk; None means "stat it here".
         """
+        if self._unread:
+            self._read()
         prefix = os.path.join(self.root, "")
         paths = [rel for rel, _ in files]
         signatures = b"".join(
@@ -274,6 +282,8 @@ class DigestCache:
         self._dirty = self._dirty or bool(gone)
 
     def _unpacked(self) -> dict[str, bytes]:
+        if self._unread:
+            self._read()
         if self._packed is not None:
             try:
                 entries = marshal.loads(self._packed)  # noqa: S302 -- as in open()
