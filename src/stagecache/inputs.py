@@ -23,6 +23,7 @@ from . import dockerfile as df
 from .context import Entry, IgnoreRules, compile_pattern, find_ignore_file, walk
 from .digests import DigestCache
 from .errors import ConfigError, DockerfileError
+from .watch import ContextWatch, memo_key
 
 SCHEMA = 2  # 2: file digests are BLAKE3, file rows hashed outside the JSON (stagecache.key)
 DEFAULT_SECRET_PATTERNS = ("*TOKEN*", "*PASSWORD*", "*SECRET*", "*KEY*")
@@ -65,8 +66,13 @@ def collect(
     digests: DigestCache | None = None,
     secret_patterns: Iterable[str] = DEFAULT_SECRET_PATTERNS,
     onbuild: Callable[[str], bool] = lambda ref: False,
+    watched: ContextWatch | None = None,
 ) -> Inputs:
-    """Compute the manifest of ``spec``. ``image_id`` maps an external image reference to its identity."""
+    """Compute the manifest of ``spec``. ``image_id`` maps an external image reference to its identity.
+
+    With ``watched`` (the context's watcher), the file rows come from a memo when the watcher says
+    nothing that matters changed since it was written, and the context is not walked.
+    """
     if not spec.context.is_dir():
         raise DockerfileError(str(spec.context), None, "build context is not a directory: check `context:`")
     shown = _display(spec.dockerfile, spec.context)
@@ -105,24 +111,38 @@ def collect(
         stage_records.append(record)
 
     rules = IgnoreRules.load(find_ignore_file(spec.context, spec.dockerfile))
-    entries = walk(spec.context, rules)
-    selection, uncacheable = _select_sources(dockerfile, stages, entries, spec.build_args)
     # ONBUILD triggers of an external base image run in our build and may copy anything: count it all.
     triggers = sorted(
         {r for s in stages if (r := dockerfile.base_ref(s, spec.build_args)) in images and onbuild(r)}
     )
-    if triggers:
-        selection = set(range(len(entries)))
-    chosen = [entries[i] for i in sorted(selection)]
-    files = _describe(spec.context, chosen, digests)
-    if digests is not None and digests.changed:  # only then is the cache written: forget deleted files
-        digests.retain(e.path for e in entries if e.kind == "file")
-    warnings = [
-        f"{e.path}: BuildKit lists this file but will not send its content under these .dockerignore rules "
-        f"(the image gets an empty or stale copy); add `!{e.path}` as the ignore file's last line"
-        for e in chosen
-        if e.content_refused
-    ]
+    memo = None
+    if watched is not None:
+        # everything besides the context's content that decides which files are read, and how
+        memo_name = memo_key(
+            (SCHEMA, dockerfile.path, [(p.text, p.exception) for p in rules.patterns], triggers,
+             [ins.normalised() for ins in dockerfile.global_arg_lines], sorted(spec.build_args.items()),
+             [[ins.normalised() for ins in s.instructions] for s in stages])
+        )  # fmt: skip
+        memo = watched.reuse(memo_name, rules)
+    if memo is not None:
+        files, warnings, uncacheable = memo.files, memo.warnings, memo.uncacheable
+    else:
+        entries = walk(spec.context, rules)
+        selection, uncacheable = _select_sources(dockerfile, stages, entries, spec.build_args)
+        if triggers:
+            selection = set(range(len(entries)))
+        chosen = [entries[i] for i in sorted(selection)]
+        files = _describe(spec.context, chosen, digests)
+        if digests is not None and digests.changed:  # only then is the cache written: forget deleted files
+            digests.retain(e.path for e in entries if e.kind == "file")
+        warnings = [
+            f"{e.path}: BuildKit lists this file but will not send its content under these .dockerignore "
+            f"rules (the image gets an empty or stale copy); add `!{e.path}` as the ignore file's last line"
+            for e in chosen
+            if e.content_refused
+        ]
+        if watched is not None:
+            watched.remember(memo_name, files, [e.path for e in entries], warnings, uncacheable)
 
     public: dict[str, Any] = {
         "schema": SCHEMA,

@@ -19,6 +19,7 @@ from typing import Literal, NamedTuple
 
 from . import inputs as inp
 from . import key as keys
+from . import watch
 from .config import Target
 from .digests import DigestCache
 from .docker import LABEL_PREFIX, Docker, ImageInfo
@@ -64,12 +65,16 @@ class Resolver:
         reporter: Reporter | None = None,
         secret_patterns: Sequence[str] = inp.DEFAULT_SECRET_PATTERNS,
         digest_cache_dir: Path | None = None,
+        watch_dir: Path | None = None,
+        start_watchers: bool = False,
     ) -> None:
         self.docker = docker
         self.store = store
         self.reporter: Reporter = reporter or Silent()
         self.secret_patterns = secret_patterns
         self.digest_cache_dir = digest_cache_dir  # None: file digests are not remembered between runs
+        self.watch_dir = watch_dir  # where context watchers answer (None: do not ask them)
+        self.start_watchers = start_watchers  # start one for a context that has none
         self._images: dict[str, ImageInfo] = {}  # external images asked about, by reference
 
     # --- keys -----------------------------------------------------------------------------------------
@@ -93,10 +98,16 @@ class Resolver:
         return self._images[ref].id
 
     def inputs(self, target: Target) -> inp.Inputs:
-        cache = None
+        cache = watched = None
         if self.digest_cache_dir is not None:
             where = hashlib.sha256(str(target.spec.context.resolve()).encode()).hexdigest()[:32]
             cache = DigestCache.open(target.spec.context, self.digest_cache_dir / f"{where}.marshal")
+            socket = watch.socket_path(self.watch_dir, target.spec.context) if self.watch_dir else None
+            if socket is not None and watch.enabled():
+                memos = self.digest_cache_dir / f"{where}.memos"
+                watched = watch.ContextWatch(
+                    target.spec.context, socket, memos, autostart=self.start_watchers
+                )
         try:
             return inp.collect(
                 target.spec,
@@ -105,6 +116,7 @@ class Resolver:
                 digests=cache,
                 secret_patterns=self.secret_patterns,
                 onbuild=lambda ref: bool(ref in self._images and self._images[ref].onbuild),
+                watched=watched,
             )
         finally:
             if cache is not None:

@@ -1,0 +1,265 @@
+"""A target's use of its context's watcher: file rows remembered at a token, reused while still true.
+
+Without a watcher, every key walks the context and ``stat``s every entry (:mod:`stagecache.context`):
+on 20,000 files that walk alone costs more than the rest of a repeat key. With a watcher running for
+the context (:mod:`stagecache.watcher`; ``stagecache watch start``, or ``watch = true`` in
+``[tool.stagecache]``), a key asks it first what changed since the token of the last full walk:
+
+* nothing that can matter: the target's file rows are taken from a memo written by that walk. A change
+  cannot matter when the walk never reaches its path (``.dockerignore``), when the path was in the
+  context but the target does not copy it, or when the path has already gone again (an editor's swap
+  file);
+* anything else, or no answer: the context is walked as usual, and a memo is written with the token
+  the watcher gave *before* the walk, so a change made during the walk is reported next time.
+
+A memo is specific to the context, the ignore rules, the instructions of the stages reached, the
+build args and the base images' ONBUILD triggers (:func:`memo_key`): anything else that decides which
+files a target reads or what its rows say. Memos are kept in the user's cache directory, a few per
+context.
+"""
+
+from __future__ import annotations
+
+import bisect
+import contextlib
+import json
+import marshal
+import os
+import sys
+from _socket import AF_UNIX, SOCK_STREAM
+from _socket import socket as _Socket
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from blake3 import blake3
+
+from . import trace
+from .context import IgnoreRules
+
+_HEADER = ("stagecache memo", 1, sys.version_info[:2])
+MEMOS = 8  # memos kept per context
+_MAX_SOCKET_PATH = 107  # sun_path holds 108 bytes, the last a NUL
+
+
+class Memo(NamedTuple):
+    """What one full walk gave a target, and the watcher's token from just before that walk."""
+
+    token: str
+    files: list[list[Any]]  # the manifest's file rows, sorted by path
+    paths: bytes  # every entry of the context, NUL-separated: to tell a new path from an unread one
+    warnings: list[str]
+    uncacheable: list[str]
+
+
+def enabled() -> bool:
+    """``STAGECACHE_WATCH=0`` turns watchers off altogether (no query, no start)."""
+    return os.environ.get("STAGECACHE_WATCH", "").strip().lower() not in ("0", "false", "no", "off")
+
+
+def socket_path(watch_dir: Path, context: Path) -> str | None:
+    """Where the watcher of ``context`` answers; None if that path is too long for a Unix socket."""
+    root = os.path.realpath(context)
+    name = blake3(root.encode("utf-8", "surrogateescape")).hexdigest()[:24]
+    path = os.path.join(watch_dir, name + ".sock")
+    return path if len(os.fsencode(path)) <= _MAX_SOCKET_PATH else None
+
+
+def ask(path: str, request: str, timeout: float = 2.0) -> dict[str, Any] | None:
+    """Send one request to the watcher on ``path``; None when none answers (or it answers nonsense)."""
+    sock = _Socket(AF_UNIX, SOCK_STREAM)
+    try:
+        sock.settimeout(timeout)
+        sock.connect(path)
+        sock.sendall(request.encode("utf-8", "surrogateescape") + b"\n")
+        parts = []
+        while chunk := sock.recv(1 << 16):
+            parts.append(chunk)
+    except OSError:
+        return None
+    finally:
+        sock.close()
+    try:
+        answer = json.loads(b"".join(parts))
+    except ValueError:
+        return None
+    return answer if isinstance(answer, dict) else None
+
+
+def start(context: Path, path: str, wait: float = 10.0) -> bool:
+    """Start a watcher for ``context`` answering on ``path``, and wait until it answers."""
+    import subprocess  # imported here: starting a watcher is rare
+
+    os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+    log_path = path.removesuffix(".sock") + ".log"
+    with open(log_path, "ab") as log:
+        try:
+            # it detaches, and exits once the watcher answers (or another one already did)
+            subprocess.run(
+                [sys.executable, "-m", "stagecache.watcher", os.path.realpath(context), path],
+                stdin=subprocess.DEVNULL, stdout=log, stderr=log, timeout=wait, check=False,
+            )  # fmt: skip
+        except subprocess.TimeoutExpired:
+            return False
+    return ask(path, "status") is not None
+
+
+def stop(path: str) -> bool:
+    """Ask the watcher on ``path`` to exit; whether one answered."""
+    return ask(path, "stop") is not None
+
+
+def running(watch_dir: Path) -> list[tuple[str, dict[str, Any]]]:
+    """Every watcher with its socket in ``watch_dir`` that answers, with its status."""
+    found = []
+    for sock in sorted(watch_dir.glob("*.sock")):
+        status = ask(str(sock), "status")
+        if status is not None:
+            found.append((str(sock), status))
+    return found
+
+
+# --- memos ---------------------------------------------------------------------------------------------
+
+
+def memo_key(material: Iterable[object]) -> str:
+    """The name of a memo: a digest of everything besides the context that decides a target's file rows."""
+    return blake3(repr(tuple(material)).encode("utf-8", "surrogateescape")).hexdigest()[:32]
+
+
+class ContextWatch:
+    """The watcher of one context, as the keys computed in one process use it."""
+
+    def __init__(self, context: Path, socket: str, memo_dir: Path, *, autostart: bool = False) -> None:
+        self.context = context
+        self.socket = socket
+        self.memo_dir = memo_dir
+        self.autostart = autostart
+        self.token: str | None = None  # from the latest query: what a memo written now is true at
+
+    def reuse(self, key: str, rules: IgnoreRules) -> Memo | None:
+        """The memo ``key`` if nothing that matters changed since its token; else None (walk).
+
+        Either way this asks the watcher for a fresh token first, for :meth:`remember`.
+        """
+        memo = self._load(key)
+        answer = ask(self.socket, f"since {memo.token if memo else ''}")
+        if answer is None and self.autostart:
+            trace.debug(f"starting a watcher for {self.context}")
+            if start(self.context, self.socket):
+                answer = ask(self.socket, "since ")
+        token = answer.get("token") if answer else None
+        self.token = token if isinstance(token, str) else None
+        if memo is None or answer is None or self.token is None or answer.get("all"):
+            return None
+        changed = answer.get("changed")
+        if not isinstance(changed, list):
+            return None
+        if changed:
+            root = os.path.join(self.context, "")
+            if not unaffected(changed, rules, memo, lambda rel: os.path.lexists(root + rel)):
+                trace.debug(f"watcher: {len(changed)} changes since the memo, some of them relevant: walking")
+                return None
+            memo = memo._replace(token=self.token)
+            self._save(key, memo)  # the next query lists only what changes from now on
+        trace.debug(f"watcher: {len(changed)} changes since the memo, none relevant: no walk")
+        return memo
+
+    def remember(
+        self, key: str, files: list[list[Any]], paths: list[str], warnings: list[str], uncacheable: list[str]
+    ) -> None:
+        """Write the memo of a full walk made after the latest query; nothing without a token."""
+        if self.token is None:
+            return
+        blob = "\0".join(paths).encode("utf-8", "surrogateescape")
+        self._save(key, Memo(self.token, files, blob, warnings, uncacheable))
+
+    def _file(self, key: str) -> Path:
+        return self.memo_dir / f"{key}.memo"
+
+    def _load(self, key: str) -> Memo | None:
+        try:
+            data = marshal.loads(self._file(key).read_bytes())  # noqa: S302 -- the user's own cache file
+            header, root, memo = data
+            if header != _HEADER or root != str(self.context):
+                return None
+            return Memo(*memo)
+        except (OSError, EOFError, ValueError, TypeError):
+            return None  # none yet, or not one this version wrote
+
+    def _save(self, key: str, memo: Memo) -> None:
+        path = self._file(key)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        try:
+            self.memo_dir.mkdir(parents=True, exist_ok=True)
+            tmp.write_bytes(marshal.dumps((_HEADER, str(self.context), tuple(memo))))
+            os.replace(tmp, path)
+            self._prune()
+        except OSError:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+
+    def _prune(self) -> None:
+        memos = []
+        for entry in os.scandir(self.memo_dir):
+            if entry.name.endswith(".memo"):
+                with contextlib.suppress(OSError):
+                    memos.append((entry.stat().st_mtime_ns, entry.path))
+        for _, stale in sorted(memos, reverse=True)[MEMOS:]:
+            with contextlib.suppress(OSError):
+                os.unlink(stale)
+
+
+def unaffected(changed: list[str], rules: IgnoreRules, memo: Memo, exists: Callable[[str], bool]) -> bool:
+    """Whether the paths in ``changed`` leave the rows of ``memo`` as they are.
+
+    A change matters when the walk reaches its path and the path, or something below it, is one the
+    target reads; or when the path is new to the walk (a wildcard or a directory source might pick it
+    up). It does not when the walk never reaches it, when it was in the context but not read, or when it
+    no longer exists and was not in the context (made and removed since).
+    """
+    selected = [row[0] for row in memo.files]
+    known: set[str] | None = None
+    for rel in changed:
+        if not isinstance(rel, str):
+            return False
+        if unreached(rel, rules):
+            continue
+        if _covers(selected, rel):
+            return False
+        if known is None:
+            known = set(memo.paths.decode("utf-8", "surrogateescape").split("\0"))
+        if rel in known or not exists(rel):
+            continue
+        return False
+    return True
+
+
+def unreached(rel: str, rules: IgnoreRules) -> bool:
+    """Whether the context walk never lists ``rel`` nor anything below it, whatever it is.
+
+    That is so when ``rel`` or a directory above it is excluded and no exception pattern could
+    re-include anything below the excluded one (:meth:`IgnoreRules.may_reinclude_below`). The context's
+    root itself (``""``) is not an entry of the walk.
+    """
+    if not rel:
+        return True
+    if not rules.patterns:
+        return False
+    parts = rel.split("/")
+    state: list[bool] | None = None
+    for depth in range(1, len(parts) + 1):
+        path = "/".join(parts[:depth])
+        excluded, state = rules._step(path, state)
+        if excluded and not rules.may_reinclude_below(path):
+            return True
+    return False
+
+
+def _covers(selected: list[str], rel: str) -> bool:
+    """Whether the sorted ``selected`` holds ``rel`` or a path below it."""
+    at = bisect.bisect_left(selected, rel)
+    if at < len(selected) and selected[at] == rel:
+        return True
+    below = bisect.bisect_left(selected, rel + "/")
+    return below < len(selected) and selected[below].startswith(rel + "/")

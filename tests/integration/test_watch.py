@@ -1,0 +1,351 @@
+"""The context watcher against the real kernel (inotify), and keys computed through it."""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from stagecache import inputs, watch
+from stagecache.context import Entry, IgnoreRules, walk
+from stagecache.digests import DigestCache
+from stagecache.errors import StagecacheError
+from stagecache.inputs import TargetSpec
+from stagecache.watcher import Watcher
+
+pytestmark = pytest.mark.skipif(not hasattr(os, "sched_getaffinity"), reason="inotify is Linux only")
+
+
+def _changed(watcher: Watcher, token: str) -> list[str]:
+    answer = watcher.since(token)
+    assert "all" not in answer, answer
+    changed = answer["changed"]
+    assert isinstance(changed, list)
+    return changed
+
+
+@pytest.fixture
+def watcher(tmp_path: Path) -> Iterator[Watcher]:
+    root = tmp_path / "ctx"
+    (root / "src" / "pkg").mkdir(parents=True)
+    (root / "src" / "pkg" / "mod.py").write_text("x = 1\n")
+    w = Watcher(str(root))
+    yield w
+    w.inotify.close()
+
+
+def _token(watcher: Watcher) -> str:
+    token = watcher.since("")["token"]
+    assert isinstance(token, str)
+    return token
+
+
+def test_a_modified_file_is_reported_and_then_not_again(watcher: Watcher) -> None:
+    first = _token(watcher)
+    Path(watcher.root, "src/pkg/mod.py").write_text("x = 2\n")
+    assert _changed(watcher, first) == ["src/pkg/mod.py"]
+    second = _token(watcher)
+    assert _changed(watcher, second) == []
+    assert _changed(watcher, first) == ["src/pkg/mod.py"]  # an older token still sees it
+
+
+def test_a_new_directory_tree_is_reported_file_by_file(watcher: Watcher) -> None:
+    token = _token(watcher)
+    deep = Path(watcher.root, "a/b/c")
+    deep.mkdir(parents=True)  # made faster than the watcher can watch each level
+    (deep / "f.txt").write_text("f")
+    assert {"a", "a/b", "a/b/c", "a/b/c/f.txt"} <= set(_changed(watcher, token))
+    token = _token(watcher)
+    (deep / "g.txt").write_text("g")  # and the new directories are watched from now on
+    assert _changed(watcher, token) == ["a/b/c/g.txt"]
+
+
+def test_a_directory_moved_within_the_context_is_watched_under_its_new_name(watcher: Watcher) -> None:
+    root = Path(watcher.root)
+    token = _token(watcher)
+    (root / "src").rename(root / "lib")
+    assert set(_changed(watcher, token)) >= {"src", "lib", "lib/pkg", "lib/pkg/mod.py"}
+    token = _token(watcher)
+    (root / "lib/pkg/mod.py").write_text("moved\n")
+    assert _changed(watcher, token) == ["lib/pkg/mod.py"]
+
+
+def test_a_directory_moved_out_is_no_longer_watched(watcher: Watcher, tmp_path: Path) -> None:
+    root = Path(watcher.root)
+    token = _token(watcher)
+    (root / "src").rename(tmp_path / "outside")
+    assert _changed(watcher, token) == ["src"]
+    token = _token(watcher)
+    (tmp_path / "outside/pkg/mod.py").write_text("elsewhere\n")
+    assert _changed(watcher, token) == []
+    assert "src" not in watcher.wds
+    assert "src/pkg" not in watcher.wds
+
+
+def test_mode_and_time_changes_are_reported(watcher: Watcher) -> None:
+    path = Path(watcher.root, "src/pkg/mod.py")
+    token = _token(watcher)
+    path.chmod(0o755)
+    assert _changed(watcher, token) == ["src/pkg/mod.py"]
+    token = _token(watcher)
+    os.utime(path, (1, 1))
+    assert _changed(watcher, token) == ["src/pkg/mod.py"]
+
+
+def test_tokens_it_cannot_answer_get_all(watcher: Watcher) -> None:
+    token = _token(watcher)
+    assert watcher.since("0123456789abcdef:0").get("all") is True  # another instance's
+    assert watcher.since("garbage").get("all") is True
+    watcher._overflowed()  # what the kernel's queue overflowing does
+    assert watcher.since(token).get("all") is True
+    fresh = _token(watcher)
+    Path(watcher.root, "new.txt").write_text("n")
+    assert _changed(watcher, fresh) == ["new.txt"]
+
+
+def test_removing_the_root_ends_the_watch(watcher: Watcher) -> None:
+    shutil.rmtree(watcher.root)
+    watcher.drain()
+    assert not watcher.alive
+
+
+# --- the watcher process --------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def short_dir() -> Iterator[Path]:
+    """A directory with a short path: a Unix socket's path must fit in 108 bytes."""
+    path = Path(tempfile.mkdtemp(prefix="scw-"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def test_the_watcher_process_starts_answers_and_stops(tmp_path: Path, short_dir: Path) -> None:
+    context = tmp_path / "ctx"
+    context.mkdir()
+    socket = str(short_dir / "w.sock")
+    assert watch.ask(socket, "status") is None
+    assert watch.start(context, socket)
+    try:
+        status = watch.ask(socket, "status")
+        assert status is not None
+        assert status["root"] == str(context.resolve())
+        assert watch.running(short_dir) == [(socket, status)] or watch.running(short_dir)[0][0] == socket
+        # a second watcher of the same root does not take over: the first one keeps answering
+        assert watch.start(context, socket)
+        again = watch.ask(socket, "status")
+        assert again is not None
+        assert again["pid"] == status["pid"]
+    finally:
+        assert watch.stop(socket)
+    assert watch.ask(socket, "status") is None
+    assert not os.path.exists(socket)
+
+
+def test_a_stale_socket_does_not_stop_a_new_watcher(tmp_path: Path, short_dir: Path) -> None:
+    context = tmp_path / "ctx"
+    context.mkdir()
+    socket = str(short_dir / "w.sock")
+    Path(socket).write_text("left by a watcher that was killed")
+    assert watch.start(context, socket)
+    assert watch.stop(socket)
+
+
+# --- keys through a watcher: the same manifest as without one -------------------------------------------
+
+DOCKERFILE = """\
+FROM scratch AS deps
+COPY requirements.txt /app/
+FROM deps AS app
+COPY src/ /app/src/
+COPY *.cfg /app/
+FROM scratch AS everything
+COPY . /all/
+"""
+IGNORE = "build\n!build/keep\n*.log\n!keep.log\n**/__pycache__\n"
+
+
+def _count_walks(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
+    """The contexts walked from now on: a key taken from a memo walks none."""
+    walks: list[Path] = []
+
+    def counted(context: Path, rules: IgnoreRules) -> list[Entry]:
+        walks.append(context)
+        return walk(context, rules)
+
+    monkeypatch.setattr("stagecache.inputs.walk", counted)
+    return walks
+
+
+def _tree(root: Path, rng: random.Random) -> None:
+    for rel in ["requirements.txt", "setup.cfg", "README.md", "keep.log", "debug.log",
+                "src/app.py", "src/util/text.py", "src/util/__pycache__/text.pyc",
+                "build/out.o", "build/keep/kept.o", "docs/guide.md"]:  # fmt: skip
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(rng.randbytes(rng.randrange(1, 200)))
+
+
+def _mutations(root: Path, outside: Path, rng: random.Random) -> list[tuple[str, Callable[[], None]]]:
+    """Named changes to make one at a time; each is a callable, chosen at random."""
+
+    def files() -> list[Path]:
+        return sorted(p for p in root.rglob("*") if p.is_file() and p.name not in ("Dockerfile",))
+
+    def dirs() -> list[Path]:
+        return sorted(p for p in root.rglob("*") if p.is_dir() and not p.is_symlink())
+
+    def modify() -> None:
+        rng.choice(files()).write_bytes(rng.randbytes(rng.randrange(1, 200)))
+
+    def chmod() -> None:
+        path = rng.choice(files())
+        path.chmod(path.stat().st_mode ^ 0o100)
+
+    def touch() -> None:
+        os.utime(rng.choice(files()), (rng.randrange(1 << 30), rng.randrange(1 << 30)))
+
+    def create() -> None:
+        parent = rng.choice([root, *dirs()])
+        name = rng.choice(["new.py", "x.log", "notes.cfg", "t.txt", "__pycache__"])
+        (parent / f"{rng.randrange(100)}{name}").write_bytes(b"new")
+
+    def delete() -> None:
+        if candidates := [p for p in files() if p.name != ".dockerignore"]:
+            rng.choice(candidates).unlink()
+
+    def transient() -> None:
+        temp = root / "src" / ".app.py.swp"
+        temp.parent.mkdir(exist_ok=True)
+        temp.write_bytes(b"swap")
+        temp.unlink()
+
+    def new_tree() -> None:
+        base = rng.choice([root, *dirs()]) / f"d{rng.randrange(100)}" / "e"
+        base.mkdir(parents=True, exist_ok=True)
+        (base / "f.py").write_bytes(b"f")
+
+    def move_dir() -> None:
+        if candidates := [d for d in dirs() if d != root]:
+            src = rng.choice(candidates)
+            target = rng.choice([root, *[d for d in dirs() if src not in (d, *d.parents)]])
+            dest = target / f"m{rng.randrange(1000)}"
+            if not dest.exists():
+                src.rename(dest)
+
+    def move_out() -> None:
+        if candidates := [d for d in dirs() if d != root]:
+            rng.choice(candidates).rename(outside / f"o{rng.randrange(10**6)}")
+
+    def move_in() -> None:
+        incoming = outside / f"in{rng.randrange(10**6)}"
+        (incoming / "sub").mkdir(parents=True)
+        (incoming / "sub" / "f.py").write_bytes(b"in")
+        incoming.rename(
+            rng.choice([root, root / "src"] if (root / "src").is_dir() else [root]) / incoming.name
+        )
+
+    def change_outside() -> None:
+        for path in outside.rglob("*.py"):
+            path.write_bytes(b"changed outside")
+
+    def symlink() -> None:
+        link = root / f"link{rng.randrange(100)}"
+        if not os.path.lexists(link):
+            link.symlink_to(rng.choice(["src", "requirements.txt", "missing"]))
+
+    def ignore_file() -> None:
+        with open(root / ".dockerignore", "a") as fh:
+            fh.write(rng.choice(["docs\n", "!build/keep.o\n", "src/util\n", "*.md\n"]))
+
+    return [(f.__name__, f) for f in (modify, chmod, touch, create, delete, transient, new_tree,
+            move_dir, move_out, move_in, change_outside, symlink, ignore_file)]  # fmt: skip
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_keys_through_a_watcher_match_keys_without_one(
+    tmp_path: Path, short_dir: Path, seed: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Differential: after each random change, the manifest computed through the watcher (from a memo
+    when it can) equals one computed from a fresh walk with no caches at all."""
+    rng = random.Random(seed)
+    root, outside = tmp_path / "ctx", tmp_path / "outside"
+    root.mkdir()
+    outside.mkdir()
+    _tree(root, rng)
+    (root / ".dockerignore").write_text(IGNORE)
+    (root / "Dockerfile").write_text(DOCKERFILE)
+    specs = [TargetSpec(stage, root, root / "Dockerfile", stage) for stage in ("deps", "app", "everything")]
+    walks = _count_walks(monkeypatch)
+    socket = str(short_dir / "w.sock")
+    assert watch.start(root, socket)
+    digests = DigestCache.open(root, short_dir / "digests.marshal")
+
+    def outcome(spec: TargetSpec, **how: object) -> object:
+        try:
+            return inputs.collect(spec, image_id=str, platform="linux/amd64", **how).public  # type: ignore[arg-type]
+        except StagecacheError as exc:  # a source moved away, say: both must fail alike
+            return str(exc)
+
+    def through_watcher(spec: TargetSpec) -> object:
+        return outcome(spec, digests=digests, watched=watch.ContextWatch(root, socket, short_dir / "memos"))
+
+    def fresh(spec: TargetSpec) -> object:
+        return outcome(spec)
+
+    skipped = 0
+    try:
+        for spec in specs:
+            through_watcher(spec)
+        for step in range(40):
+            name, change = rng.choice(_mutations(root, outside, rng))
+            change()
+            for spec in specs:
+                before = len(walks)
+                got = through_watcher(spec)
+                skipped += len(walks) == before
+                assert got == fresh(spec), f"step {step}: {name}, target {spec.name}"
+    finally:
+        watch.stop(socket)
+    assert skipped > 0, "no key was taken from a memo"
+
+
+def test_a_change_the_target_does_not_read_skips_the_walk(
+    tmp_path: Path, short_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = tmp_path / "ctx"
+    root.mkdir()
+    _tree(root, random.Random(0))
+    (root / ".dockerignore").write_text(IGNORE)
+    (root / "Dockerfile").write_text(DOCKERFILE)
+    spec = TargetSpec("deps", root, root / "Dockerfile", "deps")
+    walks = _count_walks(monkeypatch)
+    socket = str(short_dir / "w.sock")
+    assert watch.start(root, socket)
+
+    def key() -> str:
+        watched = watch.ContextWatch(root, socket, short_dir / "memos")
+        found = inputs.collect(spec, image_id=str, platform="linux/amd64", watched=watched)
+        return str(found.public["files"])
+
+    try:
+        first = key()
+        assert len(walks) == 1
+        (root / "build" / "more.o").write_bytes(b"ignored")
+        assert key() == first
+        (root / "src" / "app.py").write_bytes(b"not read by deps")
+        assert key() == first
+        (root / "debug.log").unlink()
+        assert key() == first
+        assert len(walks) == 1
+        (root / "requirements.txt").write_bytes(b"flask\n")
+        assert key() != first
+        assert len(walks) == 2
+    finally:
+        watch.stop(socket)
+
