@@ -116,6 +116,8 @@ def _resolver(settings: Settings, docker: Docker, reporter: TerminalReporter, us
         reporter=reporter,
         secret_patterns=settings.secret_patterns,
         digest_cache_dir=cache_dir() / "digests",
+        watch_dir=cache_dir() / "watch",
+        start_watchers=settings.tool.get("watch") is True,
     )
 
 
@@ -272,6 +274,53 @@ def cmd_store(args: argparse.Namespace, docker: Docker, reporter: TerminalReport
     return ExitCode.OK
 
 
+def cmd_watch(args: argparse.Namespace, docker: Docker, reporter: TerminalReporter, out: TextIO) -> int:
+    from . import watch
+
+    watch_dir = cache_dir() / "watch"
+    if args.watch_command == "status" or (args.watch_command == "stop" and args.all):
+        running = watch.running(watch_dir)
+        if args.watch_command == "stop":
+            for path, status in running:
+                watch.stop(path)
+                print(f"stopped the watcher of {status.get('root')}", file=out)
+            print(f"{len(running)} watcher(s) stopped", file=out)
+            return ExitCode.OK
+        if args.json:
+            json.dump([status for _, status in running], out, indent=2)
+            print(file=out)
+            return ExitCode.OK
+        rows = [["CONTEXT", "PID", "SINCE", "DIRECTORIES", "CHANGES SEEN"]]
+        for _, status in running:
+            since = iso(float(status.get("started", 0)))
+            rows.append([str(status.get("root")), str(status.get("pid")), since,
+                         str(status.get("directories")), str(status.get("changes"))])  # fmt: skip
+        _table(rows, out)
+        print(f"{len(running)} watcher(s) running; sockets in {watch_dir}", file=out)
+        return ExitCode.OK
+    settings = _settings(args, docker)
+    contexts = sorted({t.spec.context.resolve() for t in settings.select(args.targets)})
+    if args.watch_command == "start" and not watch.enabled():
+        raise ConfigError("STAGECACHE_WATCH turns watchers off: unset it to start one")
+    for context in contexts:
+        socket = watch.socket_path(watch_dir, context)
+        if socket is None:
+            raise ConfigError(
+                f"{watch_dir}: too long a path for a Unix socket: set STAGECACHE_CACHE_DIR to a shorter one"
+            )
+        if args.watch_command == "stop":
+            done = watch.stop(socket)
+            print(f"{context}: {'watcher stopped' if done else 'no watcher running'}", file=out)
+        elif watch.ask(socket, "status") is not None:
+            print(f"{context}: already watched", file=out)
+        elif watch.start(context, socket):
+            print(f"{context}: watching", file=out)
+        else:
+            log = socket.removesuffix(".sock") + ".log"
+            raise ConfigError(f"{context}: the watcher did not start: see {log}")
+    return ExitCode.OK
+
+
 def cmd_images(args: argparse.Namespace, docker: Docker, reporter: TerminalReporter, out: TextIO) -> int:
     from .daemon_tags import prune_key_tags
 
@@ -424,7 +473,7 @@ def cmd_check_prod(args: argparse.Namespace, docker: Docker, reporter: TerminalR
 
 
 # --- parser ---------------------------------------------------------------------------------------------
-COMMANDS = ("key", "build", "test", "run", "check-prod", "images", "store")
+COMMANDS = ("key", "build", "test", "run", "check-prod", "images", "store", "watch")
 
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
@@ -503,6 +552,8 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         _images_parser(sub)
     if wanted("store"):
         _store_parser(sub, common)
+    if wanted("watch"):
+        _watch_parser(sub, common)
     return parser
 
 
@@ -564,6 +615,22 @@ def _store_parser(sub: Any, common: argparse.ArgumentParser) -> None:
     prune.add_argument("--dry-run", action="store_true", help="say what would go")
     store_sub.add_parser("verify", parents=[common], help="check every archive against its digest")
     p.set_defaults(func=cmd_store)
+
+
+def _watch_parser(sub: Any, common: argparse.ArgumentParser) -> None:
+    p = sub.add_parser(
+        "watch", parents=[common], help="keep a watcher on each context: a repeat key skips the walk"
+    )
+    common = _common_options(defaults=False)
+    watch_sub = p.add_subparsers(dest="watch_command", required=True, metavar="ACTION")
+    start = watch_sub.add_parser("start", parents=[common], help="start a watcher for each target's context")
+    start.add_argument("targets", nargs="*", metavar="TARGET", help="default: every configured target")
+    stop = watch_sub.add_parser("stop", parents=[common], help="stop the watchers of these targets' contexts")
+    stop.add_argument("targets", nargs="*", metavar="TARGET", help="default: every configured target")
+    stop.add_argument("--all", action="store_true", help="stop every watcher of this user")
+    status = watch_sub.add_parser("status", parents=[common], help="list the running watchers")
+    status.add_argument("--json", action="store_true", help="print them as JSON")
+    p.set_defaults(func=cmd_watch)
 
 
 def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:

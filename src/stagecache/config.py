@@ -35,6 +35,7 @@ KNOWN_KEYS: dict[str, type | tuple[type, ...]] = {
     "dev-packages": list,
     "run-service": str,
     "prod-target": str,
+    "watch": bool,
 }
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+import json
 import os
 import random
 import shutil
@@ -11,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from stagecache import inputs, watch
+from stagecache import cli, inputs, watch
 from stagecache.context import Entry, IgnoreRules, walk
 from stagecache.digests import DigestCache
 from stagecache.errors import StagecacheError
@@ -349,3 +351,68 @@ def test_a_change_the_target_does_not_read_skips_the_walk(
     finally:
         watch.stop(socket)
 
+
+# --- the command line -----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def project(tmp_path: Path, short_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A Dockerfile project; watchers and caches live in ``short_dir``, and none outlives the test."""
+    monkeypatch.setenv("STAGECACHE_CACHE_DIR", str(short_dir))
+    monkeypatch.delenv("STAGECACHE_WATCH", raising=False)
+    root = tmp_path / "proj"
+    (root / "src").mkdir(parents=True)
+    (root / "src" / "app.py").write_text("print('hi')\n")
+    (root / "Dockerfile").write_text("FROM scratch\nCOPY src/ /app/\n")
+    yield root
+    cli.main(["watch", "stop", "--all"], out=io.StringIO())
+
+
+def _cli(*argv: str) -> tuple[int, str]:
+    out = io.StringIO()
+    code = cli.main(list(argv), out=out)
+    return code, out.getvalue()
+
+
+def test_watch_start_status_stop(project: Path, short_dir: Path) -> None:
+    assert _cli("watch", "status")[1].endswith(f"0 watcher(s) running; sockets in {short_dir}/watch\n")
+    assert _cli("watch", "start", "-C", str(project)) == (0, f"{project}: watching\n")
+    assert _cli("watch", "start", "-C", str(project)) == (0, f"{project}: already watched\n")
+    code, text = _cli("watch", "status")
+    assert code == 0
+    assert str(project) in text
+    assert "1 watcher(s) running" in text
+    code, text = _cli("watch", "status", "--json")
+    (status,) = json.loads(text)
+    assert status["root"] == str(project)
+    assert status["directories"] == 2  # the context and src/
+    assert _cli("watch", "stop", "-C", str(project)) == (0, f"{project}: watcher stopped\n")
+    assert _cli("watch", "stop", "-C", str(project)) == (0, f"{project}: no watcher running\n")
+
+
+def test_watch_start_is_refused_when_watchers_are_turned_off(
+    project: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("STAGECACHE_WATCH", "0")
+    assert _cli("watch", "start", "-C", str(project))[0] == 2
+    assert "STAGECACHE_WATCH turns watchers off" in capsys.readouterr().err
+
+
+def test_watch_true_starts_a_watcher_and_the_next_key_skips_the_walk(
+    engine: object, project: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (project / "pyproject.toml").write_text("[tool.stagecache]\nwatch = true\n")
+    walks = _count_walks(monkeypatch)
+    code, first = _cli("key", "-C", str(project))
+    assert code == 0
+    assert len(walks) == 1
+    assert "1 watcher(s) running" in _cli("watch", "status")[1]
+    assert _cli("key", "-C", str(project)) == (0, first)
+    assert len(walks) == 1  # from the memo
+    (project / "src" / "app.py").write_text("print('changed')\n")
+    code, second = _cli("key", "-C", str(project))
+    assert second != first
+    assert len(walks) == 2
+    monkeypatch.setenv("STAGECACHE_WATCH", "0")  # off: the key walks, whatever runs
+    assert _cli("key", "-C", str(project)) == (0, second)
+    assert len(walks) == 3
