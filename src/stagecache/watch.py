@@ -9,6 +9,8 @@ the context (:mod:`stagecache.watcher`; ``stagecache watch start``, or ``watch =
   cannot matter when the walk never reaches its path (``.dockerignore``), when the path was in the
   context but the target does not copy it, or when the path has already gone again (an editor's swap
   file);
+* files the target reads, edited in place: their rows are done again (stat, hash), the rest is taken
+  from the memo, and the memo is brought up to date;
 * anything else, or no answer: the context is walked as usual, and a memo is written with the token
   the watcher gave *before* the walk, so a change made during the walk is reported next time.
 
@@ -25,6 +27,7 @@ import contextlib
 import json
 import marshal
 import os
+import stat
 import sys
 from _socket import AF_UNIX, SOCK_STREAM
 from _socket import socket as _Socket
@@ -36,6 +39,7 @@ from blake3 import blake3
 
 from . import trace
 from .context import IgnoreRules
+from .digests import file_digest
 
 _HEADER = ("stagecache memo", 1, sys.version_info[:2])
 MEMOS = 8  # memos kept per context
@@ -157,12 +161,22 @@ class ContextWatch:
             return None
         if changed:
             root = os.path.join(self.context, "")
-            if not unaffected(changed, rules, memo, lambda rel: os.path.lexists(root + rel)):
-                trace.debug(f"watcher: {len(changed)} changes since the memo, some of them relevant: walking")
+            stale = to_refresh(changed, rules, memo, lambda rel: _lstat(root + rel))
+            if stale is None:
+                trace.debug(
+                    f"watcher: {len(changed)} changes since the memo, not all of file content: walking"
+                )
                 return None
+            for at, st in stale:  # a file the target reads, still a file: only its row changes
+                path = memo.files[at][0]
+                try:
+                    digest = file_digest(root + path, st.st_size)
+                except OSError:
+                    return None  # gone again since: the walk will say what is there
+                memo.files[at] = [path, "file", oct(st.st_mode & 0o7777), digest]
             memo = memo._replace(token=self.token)
             self._save(key, memo)  # the next query lists only what changes from now on
-        trace.debug(f"watcher: {len(changed)} changes since the memo, none relevant: no walk")
+            trace.debug(f"watcher: {len(changed)} changes, {len(stale)} file(s) the target reads: no walk")
         return memo
 
     def remember(
@@ -210,29 +224,47 @@ class ContextWatch:
                 os.unlink(stale)
 
 
-def unaffected(changed: list[str], rules: IgnoreRules, memo: Memo, exists: Callable[[str], bool]) -> bool:
-    """Whether the paths in ``changed`` leave the rows of ``memo`` as they are.
+def to_refresh(
+    changed: list[str], rules: IgnoreRules, memo: Memo, lstat: Callable[[str], os.stat_result | None]
+) -> list[tuple[int, os.stat_result]] | None:
+    """The rows of ``memo`` that the paths in ``changed`` make stale, each with its file's ``lstat`` now;
+    None when the memo cannot be brought up to date that way and the context must be walked.
 
-    A change matters when the walk reaches its path and the path, or something below it, is one the
-    target reads; or when the path is new to the walk (a wildcard or a directory source might pick it
-    up). It does not when the walk never reaches it, when it was in the context but not read, or when it
-    no longer exists and was not in the context (made and removed since).
+    A change does not matter when the walk never reaches its path, when the path was in the context but
+    the target does not read it, or when it no longer exists and was not in the context (made and removed
+    since). A file the target reads that is still a regular file only needs its row done again (its mode
+    and digest: its path, so whether it is read, stays the same). Anything else that touches what the
+    target reads needs the walk: a path that is new to the context (a wildcard or a directory source may
+    pick it up), a read path removed or turned into something else, a symlink or a directory changed.
     """
     selected = [row[0] for row in memo.files]
     known: set[str] | None = None
+    stale: dict[int, os.stat_result] = {}
     for rel in changed:
         if not isinstance(rel, str):
-            return False
+            return None
         if unreached(rel, rules):
             continue
         if _covers(selected, rel):
-            return False
+            at = bisect.bisect_left(selected, rel)
+            st = lstat(rel) if selected[at] == rel and memo.files[at][1] == "file" else None
+            if st is None or not stat.S_ISREG(st.st_mode):
+                return None
+            stale[at] = st
+            continue
         if known is None:
             known = set(memo.paths.decode("utf-8", "surrogateescape").split("\0"))
-        if rel in known or not exists(rel):
+        if rel in known or lstat(rel) is None:
             continue
-        return False
-    return True
+        return None
+    return sorted(stale.items())
+
+
+def _lstat(path: str) -> os.stat_result | None:
+    try:
+        return os.lstat(path)
+    except OSError:
+        return None
 
 
 def unreached(rel: str, rules: IgnoreRules) -> bool:

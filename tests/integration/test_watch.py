@@ -317,7 +317,7 @@ def test_keys_through_a_watcher_match_keys_without_one(
     assert skipped > 0, "no key was taken from a memo"
 
 
-def test_a_change_the_target_does_not_read_skips_the_walk(
+def test_changes_the_target_does_not_read_and_edits_of_what_it_reads_skip_the_walk(
     tmp_path: Path, short_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     root = tmp_path / "ctx"
@@ -345,8 +345,12 @@ def test_a_change_the_target_does_not_read_skips_the_walk(
         (root / "debug.log").unlink()
         assert key() == first
         assert len(walks) == 1
-        (root / "requirements.txt").write_bytes(b"flask\n")
-        assert key() != first
+        (root / "requirements.txt").write_bytes(b"flask\n")  # read by the target: its row is redone
+        second = key()
+        assert second != first
+        assert len(walks) == 1
+        (root / "new.txt").write_bytes(b"new")  # new to the context: only a walk can tell who reads it
+        assert key() == second
         assert len(walks) == 2
     finally:
         watch.stop(socket)
@@ -412,7 +416,7 @@ def test_watch_true_starts_a_watcher_and_the_next_key_skips_the_walk(
     (project / "src" / "app.py").write_text("print('changed')\n")
     code, second = _cli("key", "-C", str(project))
     assert second != first
-    assert len(walks) == 2
+    assert len(walks) == 1  # the memo's row for app.py was redone
     monkeypatch.setenv("STAGECACHE_WATCH", "0")  # off: the key walks, whatever runs
     assert _cli("key", "-C", str(project)) == (0, second)
-    assert len(walks) == 3
+    assert len(walks) == 2

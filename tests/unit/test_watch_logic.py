@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import stat
+
 import pytest
 
 from stagecache.context import IgnoreRules
-from stagecache.watch import Memo, memo_key, unaffected, unreached
+from stagecache.watch import Memo, memo_key, to_refresh, unreached
 
 
 def _memo(selected: list[str], context: list[str]) -> Memo:
@@ -39,34 +42,51 @@ CONTEXT = ["Dockerfile", "README.md", "src", "src/app.py", "src/util.py", "docs"
 SELECTED = ["src", "src/app.py", "src/util.py"]
 
 
+def _stat(mode: int) -> os.stat_result:
+    return os.stat_result((mode, 1, 1, 1, 0, 0, 5, 0, 0, 0))
+
+
+FILE, DIR = _stat(stat.S_IFREG | 0o644), _stat(stat.S_IFDIR | 0o755)
+WALK = None  # the memo cannot be brought up to date: walk the context
+
+
 @pytest.mark.parametrize(
-    ("changed", "exists", "expected"),
+    ("changed", "now", "expected"),
     [
-        ([], set(), True),
-        (["src/app.py"], {"src/app.py"}, False),  # a file the target reads
-        (["src"], {"src"}, False),  # its directory (renamed away, say)
-        (["README.md"], {"README.md"}, True),  # in the context, not read by the target
-        (["docs"], set(), True),  # an unread directory removed
-        (["src/new.py"], {"src/new.py"}, False),  # new: a directory source may pick it up
-        (["notes.txt"], {"notes.txt"}, False),  # new anywhere: a wildcard may pick it up
-        ([".app.py.swp"], set(), True),  # made and removed since the memo
-        (["build/out.o"], {"build/out.o"}, True),  # ignored
-        (["README.md", "src/util.py"], {"README.md", "src/util.py"}, False),
-        (["sr"], {"sr"}, False),  # a prefix of a read path is not its directory
+        ([], {}, []),
+        (["src/app.py"], {"src/app.py": FILE}, [1]),  # a file the target reads, edited: its row again
+        (["src/app.py", "src/util.py"], {"src/app.py": FILE, "src/util.py": FILE}, [1, 2]),
+        (["src/app.py"], {}, WALK),  # removed
+        (["src/app.py"], {"src/app.py": DIR}, WALK),  # turned into a directory
+        (["src"], {"src": DIR}, WALK),  # its directory (a mode change, or renamed away)
+        (["README.md"], {"README.md": FILE}, []),  # in the context, not read by the target
+        (["docs"], {}, []),  # an unread directory removed
+        (["src/new.py"], {"src/new.py": FILE}, WALK),  # new: a directory source may pick it up
+        (["notes.txt"], {"notes.txt": FILE}, WALK),  # new anywhere: a wildcard may pick it up
+        ([".app.py.swp"], {}, []),  # made and removed since the memo
+        (["build/out.o"], {"build/out.o": FILE}, []),  # ignored
+        (["README.md", "src/util.py"], {"README.md": FILE, "src/util.py": FILE}, [2]),
+        (["sr"], {"sr": FILE}, WALK),  # a prefix of a read path is not its directory
     ],
 )
-def test_unaffected(changed: list[str], exists: set[str], expected: bool) -> None:
+def test_to_refresh(changed: list[str], now: dict[str, os.stat_result], expected: list[int] | None) -> None:
     rules = IgnoreRules.parse("build\n")
     memo = _memo(SELECTED, CONTEXT)
-    assert unaffected(changed, rules, memo, exists.__contains__) is expected
+    got = to_refresh(changed, rules, memo, now.get)
+    assert (None if got is None else [at for at, _ in got]) == expected
+
+
+def test_a_symlink_the_target_reads_changed_needs_the_walk() -> None:
+    memo = Memo("i:1", [["link", "symlink", "0o777", "target"]], b"link", [], [])
+    assert to_refresh(["link"], IgnoreRules(), memo, lambda rel: _stat(stat.S_IFLNK | 0o777)) is None
 
 
 def test_a_path_that_sorts_between_a_directory_and_its_contents_is_not_inside_it() -> None:
     # "src-old" sorts after "src" and before "src/app.py" ("-" < "/"): not below "src"
     memo = _memo(["src-old/x.py"], ["src-old", "src-old/x.py"])
-    assert unaffected(["src"], IgnoreRules(), memo, lambda rel: True) is False  # new path
+    assert to_refresh(["src"], IgnoreRules(), memo, lambda rel: DIR) is None  # new path
     memo = _memo(["src/app.py"], ["src", "src/app.py", "src-old"])
-    assert unaffected(["src-old"], IgnoreRules(), memo, lambda rel: True) is True
+    assert to_refresh(["src-old"], IgnoreRules(), memo, lambda rel: DIR) == []
 
 
 def test_memo_key_changes_with_any_part() -> None:
