@@ -138,21 +138,41 @@ def _start_helper(prefix: str, items: list[tuple[str, int]]) -> subprocess.Popen
     import subprocess  # imported here: most keys hash little or nothing
 
     request = b"".join(b"%d\0%s\0" % (size, os.fsencode(rel)) for rel, size in items)
+    # The request goes in a file, not a pipe: a pipe holds 64 KiB, and writing the rest would wait
+    # for the helper's interpreter to start reading (tens of ms on the benchmark machine).
     try:
-        proc = subprocess.Popen(
+        fd = _request_file(request)
+    except OSError:
+        return None
+    try:
+        return subprocess.Popen(
             [sys.executable, "-m", "stagecache.hashworker", prefix],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+            stdin=fd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
         )  # fmt: skip
     except OSError:
         return None
-    assert proc.stdin is not None
+    finally:
+        os.close(fd)
+
+
+def _request_file(data: bytes) -> int:
+    """A descriptor of an unnamed file holding ``data``, positioned at its start."""
+    if hasattr(os, "memfd_create"):
+        fd = os.memfd_create("stagecache-request", os.MFD_CLOEXEC)
+    else:  # not Linux: a temporary file, already unlinked
+        import tempfile
+
+        with tempfile.TemporaryFile() as tmp:
+            fd = os.dup(tmp.fileno())
     try:
-        proc.stdin.write(request)
-        proc.stdin.close()
-    except OSError:  # it died early: its share is hashed here
-        _reap(proc)
-        return None
-    return proc
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        os.lseek(fd, 0, os.SEEK_SET)
+    except OSError:
+        os.close(fd)
+        raise
+    return fd
 
 
 def _helper_result(proc: subprocess.Popen[bytes] | None, count: int) -> list[str] | None:
