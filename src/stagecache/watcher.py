@@ -15,15 +15,19 @@ Started as ``python -m stagecache.watcher ROOT SOCKET``, it
   system call that made the change, so a change completed before the client asked is in the answer;
 * answers ``all`` when it cannot list the changes since a token: the token is from another instance, or
   the kernel's event queue overflowed after it, or the list of changes grew past ``MAX_CHANGED``;
-* exits when the root is removed or moved, after ``--idle`` seconds without a query, on ``stop`` and on
-  SIGTERM or SIGINT, removing its socket.
+* answers ``all``, and exits, once the root is removed or moved, or its path leads to another directory;
+  and starts over when a file system is mounted or unmounted at or below the root (a mount makes no
+  inotify event for the files it covers);
+* exits after ``--idle`` seconds without a query, on ``stop`` and on SIGTERM or SIGINT, removing its
+  socket.
 
 Requests are one line on a fresh connection: ``since TOKEN`` (an empty token for a first query),
 ``status`` or ``stop``. Each answer is one JSON object.
 
-What inotify does not see, the watcher cannot report: writes through a memory map, a change made
-through a hard link from outside the context, and changes on network file systems made by another
-machine. ``STAGECACHE_WATCH=0`` turns the watcher off for a project where that matters.
+What inotify does not see, the watcher cannot report: writes through a memory map, and changes made on
+another machine. It refuses to watch a network or FUSE file system, where the second is the rule.
+(Writes through a hard link are the client's business: see :mod:`stagecache.watch`.)
+``STAGECACHE_WATCH=0`` turns watchers off for a project where that matters.
 """
 
 from __future__ import annotations
@@ -33,13 +37,17 @@ import contextlib
 import fcntl
 import json
 import os
+import re
 import secrets
 import select
 import signal
 import socket
 import sys
 import time
+import traceback
 from collections.abc import Callable, Iterator
+from stat import S_ISDIR
+from typing import BinaryIO
 
 from inotify_simple import INotify, flags
 
@@ -52,7 +60,16 @@ IDLE_S = 4 * 3600.0
 REQUEST_TIMEOUT_S = 2.0
 
 
-class WatchLimit(Exception):
+# File systems where other machines change files: inotify only hears about local changes.
+REMOTE_FS = {"nfs", "nfs4", "cifs", "smb3", "smbfs", "9p", "virtiofs", "ceph", "glusterfs", "afs", "lustre",
+             "gpfs", "fuse"}  # fmt: skip
+
+
+class CannotWatch(Exception):
+    """The root cannot be watched reliably: the message says why and what to do."""
+
+
+class WatchLimit(CannotWatch):
     """The kernel refuses another watch (``fs.inotify.max_user_watches``)."""
 
 
@@ -61,6 +78,14 @@ class Watcher:
 
     def __init__(self, root: str) -> None:
         self.root = root
+        try:
+            st = os.stat(root)
+        except OSError as exc:
+            raise CannotWatch(f"{root}: {exc.strerror}") from exc
+        if not S_ISDIR(st.st_mode):
+            raise CannotWatch(f"{root}: not a directory")
+        self.identity = (st.st_dev, st.st_ino)
+        self.mounts = Mounts(root)
         self.instance = secrets.token_hex(8)
         self.seq = 0  # the number of the latest change
         self.valid_from = 0  # tokens numbered below this cannot be answered
@@ -71,7 +96,14 @@ class Watcher:
         self.dirs: dict[int, str] = {}  # watch descriptor -> directory, relative ("" is the root)
         self.wds: dict[str, int] = {}
         self._scan("", report=False)
-        self.root_wd = self.wds[""]
+        self.root_wd = self.wds.get("", -1)
+        if self.root_wd == -1:
+            self.close()
+            raise CannotWatch(f"{root}: cannot watch it (unreadable?)")
+
+    def close(self) -> None:
+        self.inotify.close()
+        self.mounts.close()
 
     # --- watches --------------------------------------------------------------------------------------
     def _scan(self, top: str, *, report: bool) -> None:
@@ -136,7 +168,15 @@ class Watcher:
         self.changed.clear()
 
     def drain(self) -> None:
-        """Take in every event the kernel has queued."""
+        """Take in every event the kernel has queued, and check the root is still the one watched."""
+        try:
+            st = os.stat(self.root)
+            if (st.st_dev, st.st_ino) != self.identity:
+                self.alive = False  # moved away, and something else put in its place
+        except OSError:
+            self.alive = False
+        if self.mounts.changed():
+            self._overflowed()  # the files under a new or removed mount changed without events
         while events := self.inotify.read(timeout=0):
             for event in events:
                 if event.mask & flags.Q_OVERFLOW:
@@ -185,7 +225,8 @@ class Watcher:
         self.drain()
         instance, _, number = token.partition(":")
         answer: dict[str, object] = {"token": f"{self.instance}:{self.seq}"}
-        if instance == self.instance and number.isdigit() and int(number) >= self.valid_from:
+        valid = number.isascii() and number.isdigit() and len(number) < 20
+        if self.alive and instance == self.instance and valid and int(number) >= self.valid_from:
             after = int(number)
             answer["changed"] = sorted(rel for rel, seq in self.changed.items() if seq > after)
         else:
@@ -203,21 +244,88 @@ class Watcher:
         }
 
 
+class Mounts:
+    """The mounts at or below a root, from ``/proc/self/mountinfo``, which wakes a poll when they change."""
+
+    def __init__(self, root: str) -> None:
+        self.root = root
+        self._file: BinaryIO | None = None
+        self._poll = select.poll()
+        try:
+            self._file = open("/proc/self/mountinfo", "rb")  # noqa: SIM115 -- open as long as the watcher
+            self._poll.register(self._file.fileno(), select.POLLPRI | select.POLLERR)
+        except OSError:
+            self._file = None  # no /proc: mounts go unnoticed
+        table = self._read()
+        self.below = mounts_below(root, table)
+        fstype = fstype_of(root, table)
+        if fstype in REMOTE_FS or fstype.startswith("fuse."):
+            self.close()
+            raise CannotWatch(
+                f"{root} is on a {fstype} file system, where inotify does not hear of changes made "
+                "elsewhere: keys walk the context there"
+            )
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+    def changed(self) -> bool:
+        """Whether a mount at or below the root came or went since the last call."""
+        if self._file is None or not self._poll.poll(0):
+            return False
+        below = mounts_below(self.root, self._read())
+        if below == self.below:
+            return False
+        self.below = below
+        return True
+
+    def _read(self) -> list[tuple[str, str]]:
+        """(mount point, file system type) of every mount; reading it again re-arms the poll."""
+        if self._file is None:
+            return []
+        self._file.seek(0)
+        table = []
+        for line in self._file.read().decode("utf-8", "surrogateescape").splitlines():
+            fields, _, rest = line.partition(" - ")
+            parts = fields.split(" ")
+            if len(parts) >= 5 and rest:
+                # spaces, tabs, newlines and backslashes in mount points are octal escapes
+                point = re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), parts[4])
+                table.append((point, rest.split(" ")[0]))
+        return table
+
+
+def mounts_below(root: str, table: list[tuple[str, str]]) -> frozenset[str]:
+    """The mount points of ``table`` (mount point, type) at or below ``root``."""
+    inside = root.rstrip("/") + "/"
+    return frozenset(point for point, _ in table if point == root or point.startswith(inside))
+
+
+def fstype_of(root: str, table: list[tuple[str, str]]) -> str:
+    """The type of the file system ``root`` is on: that of the longest mount point above it."""
+    best, fstype = -1, ""
+    for point, kind in table:
+        prefix = point.rstrip("/") + "/"
+        if (root.rstrip("/") + "/").startswith(prefix) and len(prefix) > best:
+            best, fstype = len(prefix), kind
+    return fstype
+
+
 def serve(root: str, socket_path: str, idle: float, ready: Callable[[], None] = lambda: None) -> int:
     """Watch ``root`` and answer on ``socket_path`` until told to stop; 0 also when another watcher runs.
 
     ``ready`` is called once clients can ask.
     """
-    lock = os.open(socket_path + ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-    try:
-        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
+    lock = _lock(socket_path + ".lock")
+    if lock is None:
         ready()
         return 0  # another watcher has this root
     try:
         watcher = Watcher(os.path.realpath(root))
-    except WatchLimit as exc:
-        print(f"stagecache watcher: {root}: {exc}", file=sys.stderr)
+    except CannotWatch as exc:
+        print(f"stagecache watcher: {exc}", file=sys.stderr)
         return 1
     with contextlib.suppress(FileNotFoundError):
         os.unlink(socket_path)  # a watcher that died left it
@@ -227,39 +335,73 @@ def serve(root: str, socket_path: str, idle: float, ready: Callable[[], None] = 
         server.bind(socket_path)
     finally:
         os.umask(old_umask)
+    bound = os.stat(socket_path).st_ino
     server.listen(16)
-    ready()
     stopping = False
 
     def stop(signum: int, frame: object) -> None:
         nonlocal stopping
         stopping = True
 
+    # A signal writes to this pipe, so that it wakes the poll below (Python would resume the poll).
+    wake_read, wake_write = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+    signal.set_wakeup_fd(wake_write)
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     poller = select.poll()
     poller.register(server.fileno(), select.POLLIN)
+    poller.register(wake_read, select.POLLIN)
+    ready()
     last_query = time.monotonic()
     try:
         while not stopping and watcher.alive:
             fd = watcher.inotify.fileno()
             with _registered(poller, fd):
                 readable = {f for f, _ in poller.poll(60_000)}
+            if wake_read in readable:
+                with contextlib.suppress(OSError):
+                    os.read(wake_read, 512)
             if fd in readable:
                 watcher.drain()
-            if server.fileno() in readable:
+            if server.fileno() in readable and not stopping:
                 last_query = time.monotonic()
-                stopping = _answer(server, watcher)
+                stopping = _answer(server, watcher) or stopping
             if time.monotonic() - last_query > idle:
                 break
-    except WatchLimit as exc:
-        print(f"stagecache watcher: {root}: {exc}", file=sys.stderr)
+    except CannotWatch as exc:
+        print(f"stagecache watcher: {exc}", file=sys.stderr)
         return 1
     finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(socket_path)
+        with contextlib.suppress(OSError):
+            if os.stat(socket_path).st_ino == bound:  # not a newer watcher's socket
+                os.unlink(socket_path)
         server.close()
+        watcher.close()
     return 0
+
+
+def _lock(path: str) -> int | None:
+    """The watcher's lock, held until the process ends; None while another process holds it.
+
+    A lock file removed and made again (its directory deleted, say) while locked would let a second
+    watcher lock the new file: the lock only counts when the file locked is still the one at ``path``.
+    """
+    for _ in range(5):
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return None
+        mine = os.fstat(fd)
+        try:
+            there = os.stat(path)
+        except FileNotFoundError:
+            there = None
+        if there is not None and (there.st_dev, there.st_ino) == (mine.st_dev, mine.st_ino):
+            return fd
+        os.close(fd)  # removed or replaced while we locked it: try again
+    return None
 
 
 @contextlib.contextmanager
@@ -285,14 +427,20 @@ def _answer(server: socket.socket, watcher: Watcher) -> bool:
         except OSError:
             return False
         verb, _, arg = line.partition(" ")
-        if verb == "since":
-            answer = watcher.since(arg)
-        elif verb == "status":
-            answer = watcher.status()
-        elif verb == "stop":
-            answer = {"stopping": True}
-        else:
-            answer = {"error": f"unknown request {verb!r}"}
+        try:
+            if verb == "since":
+                answer = watcher.since(arg)
+            elif verb == "status":
+                answer = watcher.status()
+            elif verb == "stop":
+                answer = {"stopping": True}
+            else:
+                answer = {"error": f"unknown request {verb!r}"}
+        except CannotWatch:
+            raise
+        except Exception:  # noqa: BLE001 -- one bad request must not end the watcher
+            traceback.print_exc()
+            answer = {"error": f"the watcher failed on {line[:80]!r}; see its log"}
         with contextlib.suppress(OSError):
             conn.sendall(json.dumps(answer).encode() + b"\n")
         return verb == "stop"
@@ -305,6 +453,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--idle", type=float, default=IDLE_S, help="exit after this many seconds unasked")
     parser.add_argument("--foreground", action="store_true", help="do not detach")
     args = parser.parse_args(argv)
+    args.root = os.path.realpath(args.root)
+    args.socket = os.path.abspath(args.socket)
     if args.foreground:
         return serve(args.root, args.socket, args.idle)
     return _detached(lambda ready: serve(args.root, args.socket, args.idle, ready))
@@ -324,6 +474,7 @@ def _detached(work: Callable[[Callable[[], None]], int]) -> int:
     os.setsid()
     if os.fork():
         os._exit(0)
+    os.chdir("/")  # hold no directory of the caller's
 
     def ready() -> None:
         nonlocal write_end
@@ -335,7 +486,10 @@ def _detached(work: Callable[[Callable[[], None]], int]) -> int:
     code = 1
     try:
         code = work(ready)
+    except BaseException:  # noqa: BLE001 -- said in the log; the caller sees the exit status
+        traceback.print_exc()
     finally:
+        sys.stderr.flush()
         os._exit(code)
 
 

@@ -7,7 +7,10 @@ import json
 import os
 import random
 import shutil
+import signal
+import subprocess
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -18,7 +21,7 @@ from stagecache.context import Entry, IgnoreRules, walk
 from stagecache.digests import DigestCache
 from stagecache.errors import StagecacheError
 from stagecache.inputs import TargetSpec
-from stagecache.watcher import Watcher
+from stagecache.watcher import Watcher, fstype_of, mounts_below
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "sched_getaffinity"), reason="inotify is Linux only")
 
@@ -38,7 +41,7 @@ def watcher(tmp_path: Path) -> Iterator[Watcher]:
     (root / "src" / "pkg" / "mod.py").write_text("x = 1\n")
     w = Watcher(str(root))
     yield w
-    w.inotify.close()
+    w.close()
 
 
 def _token(watcher: Watcher) -> str:
@@ -116,6 +119,54 @@ def test_removing_the_root_ends_the_watch(watcher: Watcher) -> None:
     assert not watcher.alive
 
 
+def test_a_root_replaced_by_another_directory_gets_all(tmp_path: Path) -> None:
+    """The root's inode gets no event when a directory above it is renamed: the watcher checks it."""
+    root = tmp_path / "proj" / "ctx"
+    root.mkdir(parents=True)
+    watcher = Watcher(str(root))
+    try:
+        token = _token(watcher)
+        (tmp_path / "proj").rename(tmp_path / "proj.old")
+        root.mkdir(parents=True)  # the same path, another directory
+        assert watcher.since(token).get("all") is True
+        assert not watcher.alive
+    finally:
+        watcher.close()
+
+
+def test_malformed_tokens_get_all(watcher: Watcher) -> None:
+    instance = _token(watcher).partition(":")[0]
+    for number in ["\u00b2", "1" * 5000, "-1", ""]:  # "²".isdigit() is true, int("²") fails
+        assert watcher.since(f"{instance}:{number}").get("all") is True
+
+
+def test_a_mount_below_the_root_starts_over(watcher: Watcher, tmp_path: Path) -> None:
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "mod.py").write_text("from elsewhere\n")
+    target = Path(watcher.root, "src", "pkg")
+    token = _token(watcher)
+    if subprocess.run(["mount", "--bind", str(other), str(target)], capture_output=True).returncode:
+        pytest.skip("cannot bind-mount here (not root?)")
+    try:
+        assert watcher.since(token).get("all") is True  # the files under it changed without an event
+        fresh = _token(watcher)
+        (target / "mod.py").write_text("edited\n")
+        assert _changed(watcher, fresh) == ["src/pkg/mod.py"]
+    finally:
+        subprocess.run(["umount", str(target)], check=True)
+    assert watcher.since(fresh).get("all") is True
+
+
+def test_the_file_system_under_a_root() -> None:
+    table = [("/", "ext4"), ("/home", "nfs4"), ("/home/me/fuse", "fuse.sshfs"), ("/home2", "xfs")]
+    assert fstype_of("/home/me/proj", table) == "nfs4"
+    assert fstype_of("/home/me/fuse/x", table) == "fuse.sshfs"
+    assert fstype_of("/home2/x", table) == "xfs"  # not /home's
+    assert fstype_of("/srv", table) == "ext4"
+    assert mounts_below("/home/me", table) == {"/home/me/fuse"}
+
+
 # --- the watcher process --------------------------------------------------------------------------------
 
 
@@ -147,6 +198,42 @@ def test_the_watcher_process_starts_answers_and_stops(tmp_path: Path, short_dir:
         assert watch.stop(socket)
     assert watch.ask(socket, "status") is None
     assert not os.path.exists(socket)
+
+
+def test_sigterm_stops_the_watcher_at_once(tmp_path: Path, short_dir: Path) -> None:
+    context = tmp_path / "ctx"
+    context.mkdir()
+    socket = str(short_dir / "w.sock")
+    assert watch.start(context, socket)
+    status = watch.ask(socket, "status")
+    assert status is not None
+    os.kill(int(status["pid"]), signal.SIGTERM)
+    deadline = time.monotonic() + 10
+    while os.path.exists(socket) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not os.path.exists(socket)
+
+
+def test_a_watcher_whose_directory_was_removed_leaves_the_next_one_alone(
+    tmp_path: Path, short_dir: Path
+) -> None:
+    context = tmp_path / "ctx"
+    context.mkdir()
+    socket = str(short_dir / "watch" / "w.sock")
+    os.makedirs(os.path.dirname(socket))
+    assert watch.start(context, socket)
+    first = watch.ask(socket, "status")
+    assert first is not None
+    shutil.rmtree(short_dir / "watch")  # its lock file and socket go with it
+    os.makedirs(os.path.dirname(socket))
+    assert watch.start(context, socket)  # a second one starts: the first's lock is no longer there
+    second = watch.ask(socket, "status")
+    assert second is not None
+    assert second["pid"] != first["pid"]
+    os.kill(int(first["pid"]), signal.SIGTERM)  # the first ends: it must not remove the second's socket
+    time.sleep(0.5)
+    assert watch.ask(socket, "status") == second | {"changes": second["changes"]}
+    assert watch.stop(socket)
 
 
 def test_a_stale_socket_does_not_stop_a_new_watcher(tmp_path: Path, short_dir: Path) -> None:
