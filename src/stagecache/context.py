@@ -618,7 +618,7 @@ class Entry:
     reproducible. Adding ``!<path>`` as the last line of the ignore file fixes it.
     """
 
-    __slots__ = ("content_refused", "kind", "link_target", "mode", "path", "signature", "size")
+    __slots__ = ("content_refused", "kind", "link_target", "links", "mode", "path", "signature", "size")
 
     def __init__(
         self,
@@ -637,8 +637,9 @@ class Entry:
         self.link_target = link_target
         self.content_refused = content_refused
         # a file's packed stat signature (stagecache.digests.signature): the digest cache needs no
-        # second stat. Not part of the entry's identity.
+        # second stat. Not part of the entry's identity, nor is the file's number of hard links.
         self.signature = signature
+        self.links = 1
 
     def _identity(self) -> tuple[object, ...]:
         return (self.path, self.kind, self.mode, self.size, self.link_target, self.content_refused)
@@ -656,16 +657,18 @@ class Entry:
 _S_IFMT, _S_IFREG, _S_IFDIR = stat.S_IFMT(0o177777), stat.S_IFREG, stat.S_IFDIR
 
 
-def walk(context: Path, rules: IgnoreRules) -> list[Entry]:
+def walk(context: Path, rules: IgnoreRules, *, fifos: list[str] | None = None) -> list[Entry]:
     """The entries BuildKit transfers for ``context`` under ``rules``, sorted by path.
 
     Directories are entries (``COPY`` keeps empty ones). Symlinks are never followed. An excluded
     directory is not read at all unless an exception pattern could re-include something inside it.
+    FIFOs are sent but dropped on the engine's side, so they are no entries; with ``fifos``, their paths
+    are added to it (one can be all that puts an excluded directory in the context).
     """
     root = os.fspath(context)
     if not os.path.isdir(root):
         raise ConfigError(f"{context}: the build context is not a directory: point the target at one")
-    walker = _Walker(rules, root)
+    walker = _Walker(rules, root, fifos)
     ancestors = [False] * len(rules.patterns) if rules._exceptions else None
     walker.walk(None, root, "", None, ancestors, [])
     walker.out.sort(key=attrgetter("path"))
@@ -690,11 +693,12 @@ class _Pending:
 class _Walker:
     """fsutil's filtered walk over one context."""
 
-    def __init__(self, rules: IgnoreRules, root: str) -> None:
+    def __init__(self, rules: IgnoreRules, root: str, fifos: list[str] | None) -> None:
         self.rules = rules
         self.tests = rules._tests
         self.root = root
         self.out: list[Entry] = []
+        self.fifos = fifos
 
     def walk(
         self,
@@ -754,12 +758,17 @@ class _Walker:
                 if fmt == _S_IFREG:
                     sig = signature(st)
                     refused = ancestors is not None and self._refused(path, ancestors)
-                    out.append(Entry(path, "file", mode & 0o7777, st.st_size, None, refused, sig))
+                    item = Entry(path, "file", mode & 0o7777, st.st_size, None, refused, sig)
+                    if st.st_nlink > 1:
+                        item.links = st.st_nlink
+                    out.append(item)
                 elif fmt == _S_IFDIR:
                     out.append(Entry(path, "dir", mode & 0o7777, 0))
                     self.walk(fd, child.name, path + "/", child_state, self._ancestors(path, ancestors), [])
                 elif (entry := _other_entry(fd, child.name, path, st)) is not None:
                     out.append(entry)
+                elif self.fifos is not None and stat.S_ISFIFO(mode):
+                    self.fifos.append(path)
         finally:
             os.close(fd)
 

@@ -117,17 +117,13 @@ def collect(
     )
     memo = None
     if watched is not None:
-        # everything besides the context's content that decides which files are read, and how
-        memo_name = memo_key(
-            (SCHEMA, dockerfile.path, [(p.text, p.exception) for p in rules.patterns], triggers,
-             [ins.normalised() for ins in dockerfile.global_arg_lines], sorted(spec.build_args.items()),
-             [[ins.normalised() for ins in s.instructions] for s in stages])
-        )  # fmt: skip
+        memo_name = memo_key(_selection_material(dockerfile, stage, stages, rules, spec.build_args, triggers))
         memo = watched.reuse(memo_name, rules)
     if memo is not None:
         files, warnings, uncacheable = memo.files, memo.warnings, memo.uncacheable
     else:
-        entries = walk(spec.context, rules)
+        fifos: list[str] = []
+        entries = walk(spec.context, rules, fifos=fifos)
         selection, uncacheable = _select_sources(dockerfile, stages, entries, spec.build_args)
         if triggers:
             selection = set(range(len(entries)))
@@ -142,7 +138,7 @@ def collect(
             if e.content_refused
         ]
         if watched is not None:
-            watched.remember(memo_name, files, [e.path for e in entries], warnings, uncacheable)
+            watched.remember(memo_name, files, chosen, entries, fifos, warnings, uncacheable)
 
     public: dict[str, Any] = {
         "schema": SCHEMA,
@@ -162,6 +158,28 @@ def collect(
     if triggers:
         public["onbuild"] = triggers
     return Inputs(public, secret_digests, uncacheable, dockerfile, stage, warnings)
+
+
+def _selection_material(
+    dockerfile: df.Dockerfile,
+    target: df.Stage,
+    stages: list[df.Stage],
+    rules: IgnoreRules,
+    build_args: Mapping[str, str],
+    triggers: list[str],
+) -> tuple[object, ...]:
+    """Everything besides the context's content that decides which files a target reads, and how they
+    are described: each reached stage's instructions with the variables in force at each (a base
+    stage's ENV among them), the ignore rules, the ONBUILD triggers. A watcher's memo is keyed by it."""
+    stage_scopes = [
+        (s.label, dockerfile.base_ref(s, build_args),
+         [(ins.normalised(), sorted(values.items())) for ins, values in dockerfile.scopes(s, build_args)])
+        for s in stages
+    ]  # fmt: skip
+    return (
+        SCHEMA, dockerfile.path, target.label, [(p.text, p.exception) for p in rules.patterns], triggers,
+        [ins.normalised() for ins in dockerfile.global_arg_lines], sorted(build_args.items()), stage_scopes,
+    )  # fmt: skip
 
 
 def _display(dockerfile: Path, context: Path) -> str:

@@ -38,12 +38,13 @@ from typing import Any, NamedTuple
 from blake3 import blake3
 
 from . import trace
-from .context import IgnoreRules
-from .digests import file_digest
+from .context import Entry, IgnoreRules
+from .digests import file_digest, signature
 
-_HEADER = ("stagecache memo", 1, sys.version_info[:2])
+_HEADER = ("stagecache memo", 2, sys.version_info[:2])
 MEMOS = 8  # memos kept per context
 _MAX_SOCKET_PATH = 107  # sun_path holds 108 bytes, the last a NUL
+_READ = os.R_OK | os.X_OK  # what the walk needs of a directory
 
 
 class Memo(NamedTuple):
@@ -54,6 +55,10 @@ class Memo(NamedTuple):
     paths: bytes  # every entry of the context, NUL-separated: to tell a new path from an unread one
     warnings: list[str]
     uncacheable: list[str]
+    # Rows of files with more than one hard link, and their stat signatures: a write through another
+    # link changes the file with no event for the name the target reads, so these are stat'ed each time.
+    linked: list[tuple[int, bytes]]
+    fifos: list[str]  # the walk lists no FIFO, but one can be all that puts its directory in the context
 
 
 def enabled() -> bool:
@@ -159,34 +164,54 @@ class ContextWatch:
         changed = answer.get("changed")
         if not isinstance(changed, list):
             return None
-        if changed:
-            root = os.path.join(self.context, "")
-            stale = to_refresh(changed, rules, memo, lambda rel: _lstat(root + rel))
-            if stale is None:
-                trace.debug(
-                    f"watcher: {len(changed)} changes since the memo, not all of file content: walking"
-                )
+        root = os.path.join(self.context, "")
+        stale = to_refresh(
+            changed, rules, memo, lambda rel: _lstat(root + rel), lambda rel: os.access(root + rel, _READ)
+        )
+        if stale is None:
+            trace.debug(f"watcher: {len(changed)} changes since the memo, not all of file content: walking")
+            return None
+        stale_rows = dict(stale)
+        linked = []
+        for at, sig in memo.linked:  # stat'ed every time: see Memo.linked
+            st = _lstat(root + memo.files[at][0])
+            if st is None or not stat.S_ISREG(st.st_mode):
                 return None
-            for at, st in stale:  # a file the target reads, still a file: only its row changes
-                path = memo.files[at][0]
-                try:
-                    digest = file_digest(root + path, st.st_size)
-                except OSError:
-                    return None  # gone again since: the walk will say what is there
-                memo.files[at] = [path, "file", oct(st.st_mode & 0o7777), digest]
-            memo = memo._replace(token=self.token)
+            if signature(st) != sig:
+                stale_rows[at] = st
+            linked.append((at, signature(st)))
+        for at, st in stale_rows.items():  # a file the target reads, still a file: only its row changes
+            path = memo.files[at][0]
+            try:
+                digest = file_digest(root + path, st.st_size)
+            except OSError:
+                return None  # gone again since: the walk will say what is there
+            memo.files[at] = [path, "file", oct(st.st_mode & 0o7777), digest]
+        if changed or stale_rows:
+            memo = memo._replace(token=self.token, linked=linked)
             self._save(key, memo)  # the next query lists only what changes from now on
-            trace.debug(f"watcher: {len(changed)} changes, {len(stale)} file(s) the target reads: no walk")
+        trace.debug(f"watcher: {len(changed)} changes, {len(stale_rows)} file(s) the target reads: no walk")
         return memo
 
     def remember(
-        self, key: str, files: list[list[Any]], paths: list[str], warnings: list[str], uncacheable: list[str]
+        self,
+        key: str,
+        files: list[list[Any]],
+        chosen: list[Entry],
+        entries: list[Entry],
+        fifos: list[str],
+        warnings: list[str],
+        uncacheable: list[str],
     ) -> None:
-        """Write the memo of a full walk made after the latest query; nothing without a token."""
+        """Write the memo of a full walk made after the latest query; nothing without a token.
+
+        ``files`` are the rows of the ``chosen`` entries, in order; ``entries`` the whole walk.
+        """
         if self.token is None:
             return
-        blob = "\0".join(paths).encode("utf-8", "surrogateescape")
-        self._save(key, Memo(self.token, files, blob, warnings, uncacheable))
+        blob = "\0".join(e.path for e in entries).encode("utf-8", "surrogateescape")
+        linked = [(at, e.signature) for at, e in enumerate(chosen) if e.links > 1 and e.signature is not None]
+        self._save(key, Memo(self.token, files, blob, warnings, uncacheable, linked, fifos))
 
     def _file(self, key: str) -> Path:
         return self.memo_dir / f"{key}.memo"
@@ -225,7 +250,11 @@ class ContextWatch:
 
 
 def to_refresh(
-    changed: list[str], rules: IgnoreRules, memo: Memo, lstat: Callable[[str], os.stat_result | None]
+    changed: list[str],
+    rules: IgnoreRules,
+    memo: Memo,
+    lstat: Callable[[str], os.stat_result | None],
+    readable: Callable[[str], bool] = lambda rel: True,
 ) -> list[tuple[int, os.stat_result]] | None:
     """The rows of ``memo`` that the paths in ``changed`` make stale, each with its file's ``lstat`` now;
     None when the memo cannot be brought up to date that way and the context must be walked.
@@ -236,6 +265,8 @@ def to_refresh(
     and digest: its path, so whether it is read, stays the same). Anything else that touches what the
     target reads needs the walk: a path that is new to the context (a wildcard or a directory source may
     pick it up), a read path removed or turned into something else, a symlink or a directory changed.
+    So do a directory of the context that ``readable`` says cannot be read now (the walk fails on it),
+    and a FIFO's path (the walk lists none, yet one can keep an excluded directory in the context).
     """
     selected = [row[0] for row in memo.files]
     known: set[str] | None = None
@@ -245,6 +276,8 @@ def to_refresh(
             return None
         if unreached(rel, rules):
             continue
+        if memo.fifos and any(f == rel or f.startswith(rel + "/") for f in memo.fifos):
+            return None
         if _covers(selected, rel):
             at = bisect.bisect_left(selected, rel)
             st = lstat(rel) if selected[at] == rel and memo.files[at][1] == "file" else None
@@ -254,7 +287,12 @@ def to_refresh(
             continue
         if known is None:
             known = set(memo.paths.decode("utf-8", "surrogateescape").split("\0"))
-        if rel in known or lstat(rel) is None:
+        st = lstat(rel)
+        if st is None:  # removed: unread if it was in the context, else made and removed since
+            continue
+        if rel in known:  # in the context, unread
+            if stat.S_ISDIR(st.st_mode) and not readable(rel):
+                return None
             continue
         return None
     return sorted(stale.items())

@@ -259,13 +259,21 @@ COPY . /all/
 IGNORE = "build\n!build/keep\n*.log\n!keep.log\n**/__pycache__\n"
 
 
+def _outcome(spec: TargetSpec, **how: object) -> object:
+    """The public manifest of ``spec``, or the error computing it (a source moved away, say)."""
+    try:
+        return inputs.collect(spec, image_id=str, platform="linux/amd64", **how).public  # type: ignore[arg-type]
+    except StagecacheError as exc:
+        return str(exc)
+
+
 def _count_walks(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
     """The contexts walked from now on: a key taken from a memo walks none."""
     walks: list[Path] = []
 
-    def counted(context: Path, rules: IgnoreRules) -> list[Entry]:
+    def counted(context: Path, rules: IgnoreRules, *, fifos: list[str] | None = None) -> list[Entry]:
         walks.append(context)
-        return walk(context, rules)
+        return walk(context, rules, fifos=fifos)
 
     monkeypatch.setattr("stagecache.inputs.walk", counted)
     return walks
@@ -284,7 +292,9 @@ def _mutations(root: Path, outside: Path, rng: random.Random) -> list[tuple[str,
     """Named changes to make one at a time; each is a callable, chosen at random."""
 
     def files() -> list[Path]:
-        return sorted(p for p in root.rglob("*") if p.is_file() and p.name not in ("Dockerfile",))
+        return sorted(
+            p for p in root.rglob("*") if p.is_file() and not p.is_symlink() and p.name != "Dockerfile"
+        )
 
     def dirs() -> list[Path]:
         return sorted(p for p in root.rglob("*") if p.is_dir() and not p.is_symlink())
@@ -348,12 +358,29 @@ def _mutations(root: Path, outside: Path, rng: random.Random) -> list[tuple[str,
         if not os.path.lexists(link):
             link.symlink_to(rng.choice(["src", "requirements.txt", "missing"]))
 
+    def hardlink() -> None:
+        source = rng.choice(files())
+        link = rng.choice([root, *dirs()]) / f"h{rng.randrange(1000)}"
+        if not os.path.lexists(link):
+            os.link(source, link)
+
+    def fifo() -> None:
+        path = rng.choice([root, *dirs()]) / f"p{rng.randrange(1000)}"
+        if not os.path.lexists(path):
+            os.mkfifo(path)
+
+    def replace() -> None:
+        if len(candidates := [p for p in files() if p.name != ".dockerignore"]) >= 2:
+            first, second = rng.sample(candidates, 2)
+            first.rename(second)
+
     def ignore_file() -> None:
         with open(root / ".dockerignore", "a") as fh:
             fh.write(rng.choice(["docs\n", "!build/keep.o\n", "src/util\n", "*.md\n"]))
 
     return [(f.__name__, f) for f in (modify, chmod, touch, create, delete, transient, new_tree,
-            move_dir, move_out, move_in, change_outside, symlink, ignore_file)]  # fmt: skip
+            move_dir, move_out, move_in, change_outside, symlink, hardlink, fifo, replace,
+            ignore_file)]  # fmt: skip
 
 
 @pytest.mark.parametrize("seed", range(3))
@@ -375,17 +402,11 @@ def test_keys_through_a_watcher_match_keys_without_one(
     assert watch.start(root, socket)
     digests = DigestCache.open(root, short_dir / "digests.marshal")
 
-    def outcome(spec: TargetSpec, **how: object) -> object:
-        try:
-            return inputs.collect(spec, image_id=str, platform="linux/amd64", **how).public  # type: ignore[arg-type]
-        except StagecacheError as exc:  # a source moved away, say: both must fail alike
-            return str(exc)
-
     def through_watcher(spec: TargetSpec) -> object:
-        return outcome(spec, digests=digests, watched=watch.ContextWatch(root, socket, short_dir / "memos"))
+        return _outcome(spec, digests=digests, watched=watch.ContextWatch(root, socket, short_dir / "memos"))
 
     def fresh(spec: TargetSpec) -> object:
-        return outcome(spec)
+        return _outcome(spec)
 
     skipped = 0
     try:
@@ -441,6 +462,72 @@ def test_changes_the_target_does_not_read_and_edits_of_what_it_reads_skip_the_wa
         assert len(walks) == 2
     finally:
         watch.stop(socket)
+
+
+@pytest.fixture
+def compare(tmp_path: Path, short_dir: Path) -> Iterator[Callable[[TargetSpec], None]]:
+    """``compare(spec)``: the manifest through a watcher of ``tmp_path/ctx`` must equal a fresh one."""
+    root = tmp_path / "ctx"
+    root.mkdir()
+    socket = str(short_dir / "w.sock")
+    assert watch.start(root, socket)
+
+    def check(spec: TargetSpec) -> None:
+        watched = watch.ContextWatch(root, socket, short_dir / "memos")
+        assert _outcome(spec, watched=watched) == _outcome(spec)
+
+    yield check
+    watch.stop(socket)
+
+
+def test_targets_whose_stages_differ_only_in_a_base_stages_env_get_their_own_memos(
+    tmp_path: Path, compare: Callable[[TargetSpec], None]
+) -> None:
+    root = tmp_path / "ctx"
+    (root / "a.txt").write_text("A")
+    (root / "b.txt").write_text("B")
+    # both targets reach both a and b, with the same instructions: only what each starts FROM differs
+    both = "COPY --from=a /x /x\nCOPY --from=b /x /x\nCOPY $SRC /\n"
+    (root / "Dockerfile").write_text(
+        f"FROM scratch AS a\nENV SRC=a.txt\nFROM scratch AS b\nENV SRC=b.txt\n"
+        f"FROM a AS t1\n{both}FROM b AS t2\n{both}"
+    )
+    for stage in ("t1", "t2", "t1"):
+        compare(TargetSpec(stage, root, root / "Dockerfile", stage))
+
+
+def test_writes_through_another_hard_link_are_seen(
+    tmp_path: Path, compare: Callable[[TargetSpec], None]
+) -> None:
+    root = tmp_path / "ctx"
+    (root / "build").mkdir()
+    (root / ".dockerignore").write_text("build\n")
+    (root / "sel.txt").write_text("read\n")
+    os.link(root / "sel.txt", root / "other.txt")  # in the context, unread
+    os.link(root / "sel.txt", root / "build" / "copy.txt")  # ignored
+    (root / "Dockerfile").write_text("FROM scratch\nCOPY sel.txt /\n")
+    spec = TargetSpec("t", root, root / "Dockerfile")
+    compare(spec)
+    (root / "other.txt").write_text("through other\n")
+    compare(spec)
+    (root / "build" / "copy.txt").write_text("through build\n")
+    compare(spec)
+    (root / "other.txt").chmod(0o600)
+    compare(spec)
+
+
+def test_removing_the_fifo_that_kept_an_excluded_directory_in_the_context(
+    tmp_path: Path, compare: Callable[[TargetSpec], None]
+) -> None:
+    root = tmp_path / "ctx"
+    (root / "d").mkdir()
+    os.mkfifo(root / "d" / "p")
+    (root / ".dockerignore").write_text("d\n!d/p\n")
+    (root / "Dockerfile").write_text("FROM scratch\nCOPY . /\n")
+    spec = TargetSpec("t", root, root / "Dockerfile")
+    compare(spec)
+    (root / "d" / "p").unlink()
+    compare(spec)
 
 
 # --- the command line -----------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ from stagecache.watch import Memo, memo_key, to_refresh, unreached
 
 def _memo(selected: list[str], context: list[str]) -> Memo:
     rows = [[path, "file", "0o644", "d"] for path in sorted(selected)]
-    return Memo("i:1", rows, "\0".join(sorted(context)).encode(), [], [])
+    return Memo("i:1", rows, "\0".join(sorted(context)).encode(), [], [], [], [])
 
 
 @pytest.mark.parametrize(
@@ -76,8 +76,22 @@ def test_to_refresh(changed: list[str], now: dict[str, os.stat_result], expected
     assert (None if got is None else [at for at, _ in got]) == expected
 
 
+def test_an_unread_directory_that_cannot_be_read_now_needs_the_walk() -> None:
+    memo = _memo(SELECTED, CONTEXT)
+    assert to_refresh(["docs"], IgnoreRules(), memo, {"docs": DIR}.get, lambda rel: True) == []
+    assert to_refresh(["docs"], IgnoreRules(), memo, {"docs": DIR}.get, lambda rel: False) is None
+    unread_file = {"README.md": FILE}.get
+    assert to_refresh(["README.md"], IgnoreRules(), memo, unread_file, lambda rel: False) == []
+
+
+def test_a_fifo_path_needs_the_walk() -> None:
+    memo = _memo(["d"], ["d"])._replace(fifos=["d/p"])
+    assert to_refresh(["d/p"], IgnoreRules.parse("d\n!d/p\n"), memo, lambda rel: None) is None
+    assert to_refresh(["d"], IgnoreRules.parse("d\n!d/p\n"), memo, lambda rel: None) is None
+
+
 def test_a_symlink_the_target_reads_changed_needs_the_walk() -> None:
-    memo = Memo("i:1", [["link", "symlink", "0o777", "target"]], b"link", [], [])
+    memo = Memo("i:1", [["link", "symlink", "0o777", "target"]], b"link", [], [], [], [])
     assert to_refresh(["link"], IgnoreRules(), memo, lambda rel: _stat(stat.S_IFLNK | 0o777)) is None
 
 
