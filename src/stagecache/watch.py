@@ -14,10 +14,10 @@ the context (:mod:`stagecache.watcher`; ``stagecache watch start``, or ``watch =
 * anything else, or no answer: the context is walked as usual, and a memo is written with the token
   the watcher gave *before* the walk, so a change made during the walk is reported next time.
 
-A memo is specific to the context, the ignore rules, the instructions of the stages reached, the
-build args and the base images' ONBUILD triggers (:func:`memo_key`): anything else that decides which
-files a target reads or what its rows say. Memos are kept in the user's cache directory, a few per
-context.
+A memo is specific to the context and to everything else that decides which files a target reads or
+what its rows say (``inputs._selection_material``, hashed by :func:`memo_key`). Files the target reads
+that have more than one hard link are ``stat``ed on every key, since a write through another name
+makes no event for theirs. Memos are kept in the user's cache directory, a few per context.
 """
 
 from __future__ import annotations
