@@ -316,8 +316,8 @@ def cmd_watch(args: argparse.Namespace, docker: Docker, reporter: TerminalReport
         elif watch.start(context, socket):
             print(f"{context}: watching", file=out)
         else:
-            log = socket.removesuffix(".sock") + ".log"
-            raise ConfigError(f"{context}: the watcher did not start: see {log}")
+            reason = watch.failure(socket) or "it said nothing"
+            raise ConfigError(f"{context}: the watcher did not start: {reason}")
     return ExitCode.OK
 
 

@@ -29,6 +29,7 @@ import marshal
 import os
 import stat
 import sys
+import time
 from _socket import AF_UNIX, SOCK_STREAM
 from _socket import socket as _Socket
 from collections.abc import Callable, Iterable
@@ -95,13 +96,18 @@ def ask(path: str, request: str, timeout: float = 2.0) -> dict[str, Any] | None:
     return answer if isinstance(answer, dict) else None
 
 
+RETRY_AFTER_S = 600.0  # a watcher that failed to start is not tried again on demand before this
+
+
 def start(context: Path, path: str, wait: float = 10.0) -> bool:
-    """Start a watcher for ``context`` answering on ``path``, and wait until it answers."""
+    """Start a watcher for ``context`` answering on ``path``, and wait until it answers.
+
+    What a watcher that fails says goes to the log next to ``path`` (:func:`failure`).
+    """
     import subprocess  # imported here: starting a watcher is rare
 
     os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
-    log_path = path.removesuffix(".sock") + ".log"
-    with open(log_path, "ab") as log:
+    with open(_log(path), "wb") as log:
         try:
             # it detaches, and exits once the watcher answers (or another one already did)
             subprocess.run(
@@ -109,8 +115,25 @@ def start(context: Path, path: str, wait: float = 10.0) -> bool:
                 stdin=subprocess.DEVNULL, stdout=log, stderr=log, timeout=wait, check=False,
             )  # fmt: skip
         except subprocess.TimeoutExpired:
-            return False
+            log.write(b"stagecache watcher: not ready after %d s\n" % wait)
     return ask(path, "status") is not None
+
+
+def failure(path: str) -> str | None:
+    """The last line a watcher that failed to start on ``path`` left in its log, if it is recent."""
+    try:
+        st = os.stat(_log(path))
+        with open(_log(path), "rb") as fh:
+            lines = fh.read().decode("utf-8", "replace").strip().splitlines()
+    except OSError:
+        return None
+    if not lines or time.time() - st.st_mtime > RETRY_AFTER_S:
+        return None
+    return lines[-1].removeprefix("stagecache watcher: ")
+
+
+def _log(path: str) -> str:
+    return path.removesuffix(".sock") + ".log"
 
 
 def stop(path: str) -> bool:
@@ -154,9 +177,13 @@ class ContextWatch:
         memo = self._load(key)
         answer = ask(self.socket, f"since {memo.token if memo else ''}")
         if answer is None and self.autostart:
-            trace.debug(f"starting a watcher for {self.context}")
-            if start(self.context, self.socket):
-                answer = ask(self.socket, "since ")
+            # a watcher that could not start here lately is not tried on every key
+            if (failed := failure(self.socket)) is not None:
+                trace.debug(f"no watcher for {self.context}: {failed}")
+            else:
+                trace.debug(f"starting a watcher for {self.context}")
+                if start(self.context, self.socket):
+                    answer = ask(self.socket, "since ")
         token = answer.get("token") if answer else None
         self.token = token if isinstance(token, str) else None
         if memo is None or answer is None or self.token is None or answer.get("all"):

@@ -236,6 +236,19 @@ def test_a_watcher_whose_directory_was_removed_leaves_the_next_one_alone(
     assert watch.stop(socket)
 
 
+def test_a_watcher_that_cannot_start_says_why_and_is_not_retried_at_once(
+    tmp_path: Path, short_dir: Path
+) -> None:
+    not_a_dir = tmp_path / "file"
+    not_a_dir.write_text("x")
+    socket = str(short_dir / "w.sock")
+    assert not watch.start(not_a_dir, socket)
+    assert watch.failure(socket) == f"{not_a_dir}: not a directory"
+    old = time.time() - watch.RETRY_AFTER_S - 1
+    os.utime(short_dir / "w.log", (old, old))
+    assert watch.failure(socket) is None  # long enough ago: try again
+
+
 def test_a_stale_socket_does_not_stop_a_new_watcher(tmp_path: Path, short_dir: Path) -> None:
     context = tmp_path / "ctx"
     context.mkdir()
@@ -594,3 +607,15 @@ def test_watch_true_starts_a_watcher_and_the_next_key_skips_the_walk(
     monkeypatch.setenv("STAGECACHE_WATCH", "0")  # off: the key walks, whatever runs
     assert _cli("key", "-C", str(project)) == (0, second)
     assert len(walks) == 2
+
+
+def test_watch_true_does_not_retry_a_watcher_that_just_failed(
+    engine: object, project: Path, short_dir: Path
+) -> None:
+    (project / "pyproject.toml").write_text("[tool.stagecache]\nwatch = true\n")
+    socket = watch.socket_path(short_dir / "watch", project)
+    assert socket is not None
+    os.makedirs(os.path.dirname(socket))
+    Path(socket.removesuffix(".sock") + ".log").write_text("stagecache watcher: some reason\n")
+    assert _cli("key", "-C", str(project))[0] == 0
+    assert "0 watcher(s) running" in _cli("watch", "status")[1]
