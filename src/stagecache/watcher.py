@@ -16,16 +16,17 @@ Started as ``python -m stagecache.watcher ROOT SOCKET``, it
 * answers ``all`` when it cannot list the changes since a token: the token is from another instance, or
   the kernel's event queue overflowed after it, or the list of changes grew past ``MAX_CHANGED``;
 * answers ``all``, and exits, once the root is removed or moved, or its path leads to another directory;
-  and starts over when a file system is mounted or unmounted at or below the root (a mount makes no
-  inotify event for the files it covers);
+  and starts over when a file system is mounted, unmounted or replaced at or below the root (a mount
+  makes no inotify event for the files it covers);
 * exits after ``--idle`` seconds without a query, on ``stop`` and on SIGTERM or SIGINT, removing its
-  socket.
+  socket; and when its socket is no longer there (nobody could ask it anything).
 
 Requests are one line on a fresh connection: ``since TOKEN`` (an empty token for a first query),
 ``status`` or ``stop``. Each answer is one JSON object.
 
 What inotify does not see, the watcher cannot report: writes through a memory map, and changes made on
-another machine. It refuses to watch a network or FUSE file system, where the second is the rule.
+another machine. It refuses to watch a network or FUSE file system (or exits when one is mounted below
+the root), where the second is the rule.
 (Writes through a hard link are the client's business: see :mod:`stagecache.watch`.)
 ``STAGECACHE_WATCH=0`` turns watchers off for a project where that matters.
 """
@@ -47,7 +48,7 @@ import time
 import traceback
 from collections.abc import Callable, Iterator
 from stat import S_ISDIR
-from typing import BinaryIO
+from typing import BinaryIO, NamedTuple
 
 from inotify_simple import INotify, flags
 
@@ -179,7 +180,9 @@ class Watcher:
             self._overflowed()  # the files under a new or removed mount changed without events
         while events := self.inotify.read(timeout=0):
             for event in events:
-                if event.mask & flags.Q_OVERFLOW:
+                # Lost events, or a file system unmounted under a watch (what it covered may have
+                # changed unseen): start over.
+                if event.mask & (flags.Q_OVERFLOW | flags.UNMOUNT):
                     self._overflowed()
                     break  # the rest of the batch came from the watches just dropped
                 self._event(event.wd, event.mask, event.name)
@@ -187,7 +190,7 @@ class Watcher:
                 self._start_over()
 
     def _overflowed(self) -> None:
-        """The kernel dropped events: start over, with fresh watches (a missed new directory has none)."""
+        """Events were lost: start over, with fresh watches (a missed new directory has none)."""
         self.inotify.close()
         self.inotify = INotify()
         self.dirs.clear()
@@ -244,6 +247,21 @@ class Watcher:
         }
 
 
+class Mount(NamedTuple):
+    """A line of ``/proc/self/mountinfo``: its mount point and type, and the whole line to compare.
+
+    (IDs alone do not tell mounts apart: the kernel gives a new mount the lowest free one.)
+    """
+
+    point: str
+    fstype: str
+    line: str
+
+
+def _remote(fstype: str) -> bool:
+    return fstype in REMOTE_FS or fstype.startswith("fuse.")
+
+
 class Mounts:
     """The mounts at or below a root, from ``/proc/self/mountinfo``, which wakes a poll when they change."""
 
@@ -258,13 +276,11 @@ class Mounts:
             self._file = None  # no /proc: mounts go unnoticed
         table = self._read()
         self.below = mounts_below(root, table)
-        fstype = fstype_of(root, table)
-        if fstype in REMOTE_FS or fstype.startswith("fuse."):
+        try:
+            self._refuse_remote([(root, fstype_of(root, table))])
+        except CannotWatch:
             self.close()
-            raise CannotWatch(
-                f"{root} is on a {fstype} file system, where inotify does not hear of changes made "
-                "elsewhere: keys walk the context there"
-            )
+            raise
 
     def close(self) -> None:
         if self._file is not None:
@@ -272,17 +288,30 @@ class Mounts:
             self._file = None
 
     def changed(self) -> bool:
-        """Whether a mount at or below the root came or went since the last call."""
+        """Whether a mount at or below the root came, went or was replaced since the last call.
+
+        Raises :class:`CannotWatch` for a network or FUSE file system mounted below the root.
+        """
         if self._file is None or not self._poll.poll(0):
             return False
         below = mounts_below(self.root, self._read())
         if below == self.below:
             return False
         self.below = below
+        self._refuse_remote([])
         return True
 
-    def _read(self) -> list[tuple[str, str]]:
-        """(mount point, file system type) of every mount; reading it again re-arms the poll."""
+    def _refuse_remote(self, also: list[tuple[str, str]]) -> None:
+        """Raise :class:`CannotWatch` if a mount below the root, or in ``also`` (where, type), is remote."""
+        for where, kind in [*also, *((m.point, m.fstype) for m in self.below)]:
+            if _remote(kind):
+                raise CannotWatch(
+                    f"{where} is on a {kind} file system, where inotify does not hear of changes made "
+                    "elsewhere: keys walk the context there"
+                )
+
+    def _read(self) -> list[Mount]:
+        """Every mount. (The kernel re-arms the poll when the file is read again.)"""
         if self._file is None:
             return []
         self._file.seek(0)
@@ -293,23 +322,23 @@ class Mounts:
             if len(parts) >= 5 and rest:
                 # spaces, tabs, newlines and backslashes in mount points are octal escapes
                 point = re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), parts[4])
-                table.append((point, rest.split(" ")[0]))
+                table.append(Mount(point, rest.split(" ")[0], line))
         return table
 
 
-def mounts_below(root: str, table: list[tuple[str, str]]) -> frozenset[str]:
-    """The mount points of ``table`` (mount point, type) at or below ``root``."""
+def mounts_below(root: str, table: list[Mount]) -> frozenset[Mount]:
+    """The mounts of ``table`` at or below ``root``."""
     inside = root.rstrip("/") + "/"
-    return frozenset(point for point, _ in table if point == root or point.startswith(inside))
+    return frozenset(m for m in table if m.point == root or m.point.startswith(inside))
 
 
-def fstype_of(root: str, table: list[tuple[str, str]]) -> str:
+def fstype_of(root: str, table: list[Mount]) -> str:
     """The type of the file system ``root`` is on: that of the longest mount point above it."""
     best, fstype = -1, ""
-    for point, kind in table:
-        prefix = point.rstrip("/") + "/"
+    for mount in table:
+        prefix = mount.point.rstrip("/") + "/"
         if (root.rstrip("/") + "/").startswith(prefix) and len(prefix) > best:
-            best, fstype = len(prefix), kind
+            best, fstype = len(prefix), mount.fstype
     return fstype
 
 
@@ -366,18 +395,25 @@ def serve(root: str, socket_path: str, idle: float, ready: Callable[[], None] = 
             if server.fileno() in readable and not stopping:
                 last_query = time.monotonic()
                 stopping = _answer(server, watcher) or stopping
-            if time.monotonic() - last_query > idle:
-                break
+            if time.monotonic() - last_query > idle or not _ours(socket_path, bound):
+                break  # idle, or nobody can reach it any more (its directory was removed)
     except CannotWatch as exc:
         print(f"stagecache watcher: {exc}", file=sys.stderr)
         return 1
     finally:
-        with contextlib.suppress(OSError):
-            if os.stat(socket_path).st_ino == bound:  # not a newer watcher's socket
+        if _ours(socket_path, bound):  # not a newer watcher's socket
+            with contextlib.suppress(OSError):
                 os.unlink(socket_path)
         server.close()
         watcher.close()
     return 0
+
+
+def _ours(socket_path: str, bound: int) -> bool:
+    try:
+        return os.stat(socket_path).st_ino == bound
+    except OSError:
+        return False
 
 
 def _lock(path: str) -> int | None:
@@ -421,10 +457,8 @@ def _answer(server: socket.socket, watcher: Watcher) -> bool:
     except OSError:
         return False
     with conn:
-        conn.settimeout(REQUEST_TIMEOUT_S)
-        try:
-            line = conn.makefile("rb").readline(65536).decode("utf-8", "surrogateescape").strip()
-        except OSError:
+        line = _request_line(conn)
+        if line is None:
             return False
         verb, _, arg = line.partition(" ")
         try:
@@ -444,6 +478,25 @@ def _answer(server: socket.socket, watcher: Watcher) -> bool:
         with contextlib.suppress(OSError):
             conn.sendall(json.dumps(answer).encode() + b"\n")
         return verb == "stop"
+
+
+def _request_line(conn: socket.socket) -> str | None:
+    """The request's line, read within ``REQUEST_TIMEOUT_S`` in all; None if it does not come."""
+    deadline = time.monotonic() + REQUEST_TIMEOUT_S
+    data = b""
+    while b"\n" not in data and len(data) < 65536:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return None
+        try:
+            conn.settimeout(left)
+            chunk = conn.recv(4096)
+        except OSError:
+            return None
+        if not chunk:
+            break
+        data += chunk
+    return data.partition(b"\n")[0].decode("utf-8", "surrogateescape").strip()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -8,6 +8,7 @@ import os
 import random
 import shutil
 import signal
+import socket as socketlib
 import subprocess
 import tempfile
 import time
@@ -17,11 +18,12 @@ from pathlib import Path
 import pytest
 
 from stagecache import cli, inputs, watch
+from stagecache import watcher as watcher_module
 from stagecache.context import Entry, IgnoreRules, walk
 from stagecache.digests import DigestCache
 from stagecache.errors import StagecacheError
 from stagecache.inputs import TargetSpec
-from stagecache.watcher import Watcher, fstype_of, mounts_below
+from stagecache.watcher import Mount, Watcher, fstype_of, mounts_below
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "sched_getaffinity"), reason="inotify is Linux only")
 
@@ -153,18 +155,26 @@ def test_a_mount_below_the_root_starts_over(watcher: Watcher, tmp_path: Path) ->
         fresh = _token(watcher)
         (target / "mod.py").write_text("edited\n")
         assert _changed(watcher, fresh) == ["src/pkg/mod.py"]
+        again = _token(watcher)
+        other2 = tmp_path / "other2"
+        other2.mkdir()
+        subprocess.run(["umount", str(target)], check=True)
+        subprocess.run(["mount", "--bind", str(other2), str(target)], check=True)
+        assert watcher.since(again).get("all") is True  # another mount at the same point
     finally:
         subprocess.run(["umount", str(target)], check=True)
     assert watcher.since(fresh).get("all") is True
 
 
 def test_the_file_system_under_a_root() -> None:
-    table = [("/", "ext4"), ("/home", "nfs4"), ("/home/me/fuse", "fuse.sshfs"), ("/home2", "xfs")]
+    table = [Mount("/", "ext4", "1"), Mount("/home", "nfs4", "2"), Mount("/home/me/fuse", "fuse.sshfs", "3"),
+             Mount("/home2", "xfs", "4")]  # fmt: skip
     assert fstype_of("/home/me/proj", table) == "nfs4"
     assert fstype_of("/home/me/fuse/x", table) == "fuse.sshfs"
     assert fstype_of("/home2/x", table) == "xfs"  # not /home's
     assert fstype_of("/srv", table) == "ext4"
-    assert mounts_below("/home/me", table) == {"/home/me/fuse"}
+    assert mounts_below("/home/me", table) == {table[2]}
+    assert mounts_below("/home/me", [*table, Mount("/home/me/fuse", "tmpfs", "5")]) != {table[2]}
 
 
 # --- the watcher process --------------------------------------------------------------------------------
@@ -247,6 +257,43 @@ def test_a_watcher_that_cannot_start_says_why_and_is_not_retried_at_once(
     old = time.time() - watch.RETRY_AFTER_S - 1
     os.utime(short_dir / "w.log", (old, old))
     assert watch.failure(socket) is None  # long enough ago: try again
+
+
+def test_a_watcher_whose_socket_is_gone_exits(tmp_path: Path, short_dir: Path) -> None:
+    context = tmp_path / "ctx"
+    context.mkdir()
+    socket = str(short_dir / "w.sock")
+    assert watch.start(context, socket)
+    status = watch.ask(socket, "status")
+    assert status is not None
+    os.unlink(socket)  # nobody can ask it anything now
+    (context / "wake.txt").write_text("an event wakes it")
+    deadline = time.monotonic() + 10
+    while _alive(int(status["pid"])) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _alive(int(status["pid"]))
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return Path(f"/proc/{pid}/stat").read_text().split(") ")[-1][:1] != "Z"
+
+
+def test_a_client_that_trickles_its_request_is_cut_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(watcher_module, "REQUEST_TIMEOUT_S", 0.5)
+    server, client = socketlib.socketpair()
+    with server, client:
+        started = time.monotonic()
+        client.sendall(b"sta")  # and never the rest
+        assert watcher_module._request_line(server) is None
+        assert time.monotonic() - started < 1.5
+    server, client = socketlib.socketpair()
+    with server, client:
+        client.sendall(b"status\nmore")
+        assert watcher_module._request_line(server) == "status"
 
 
 def test_a_stale_socket_does_not_stop_a_new_watcher(tmp_path: Path, short_dir: Path) -> None:
