@@ -173,7 +173,8 @@ def _selection_material(
     stage's ENV among them), the ignore rules, the ONBUILD triggers. A watcher's memo is keyed by it."""
     stage_scopes = [
         (s.label, dockerfile.base_ref(s, build_args),
-         [(ins.normalised(), sorted(values.items())) for ins, values in dockerfile.scopes(s, build_args)])
+         [(ins.line, ins.normalised(), sorted(values.items()))  # the line is in messages
+          for ins, values in dockerfile.scopes(s, build_args)])
         for s in stages
     ]  # fmt: skip
     return (

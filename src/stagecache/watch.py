@@ -97,6 +97,7 @@ def ask(path: str, request: str, timeout: float = 2.0) -> dict[str, Any] | None:
 
 
 RETRY_AFTER_S = 600.0  # a watcher that failed to start is not tried again on demand before this
+_STARTING = b"-- starting a watcher\n"  # in the log before each start: what follows is that start's
 
 
 def start(context: Path, path: str, wait: float = 10.0) -> bool:
@@ -107,7 +108,9 @@ def start(context: Path, path: str, wait: float = 10.0) -> bool:
     import subprocess  # imported here: starting a watcher is rare
 
     os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
-    with open(_log(path), "wb") as log:
+    with open(_log(path), "ab") as log:  # appended to: a running watcher may be writing to it
+        log.write(_STARTING)
+        log.flush()
         try:
             # it detaches, and exits once the watcher answers (or another one already did)
             subprocess.run(
@@ -127,9 +130,11 @@ def failure(path: str) -> str | None:
             lines = fh.read().decode("utf-8", "replace").strip().splitlines()
     except OSError:
         return None
-    if not lines or time.time() - st.st_mtime > RETRY_AFTER_S:
-        return None
-    return lines[-1].removeprefix("stagecache watcher: ")
+    marker = _STARTING.decode().strip()
+    after = lines[len(lines) - lines[::-1].index(marker) :] if marker in lines else lines
+    if not after or time.time() - st.st_mtime > RETRY_AFTER_S:
+        return None  # the latest start said nothing: it worked, or it is too long ago
+    return after[-1].removeprefix("stagecache watcher: ")
 
 
 def _log(path: str) -> str:
@@ -199,14 +204,17 @@ class ContextWatch:
             trace.debug(f"watcher: {len(changed)} changes since the memo, not all of file content: walking")
             return None
         stale_rows = dict(stale)
-        linked = []
+        linked = {}
         for at, sig in memo.linked:  # stat'ed every time: see Memo.linked
             st = _lstat(root + memo.files[at][0])
             if st is None or not stat.S_ISREG(st.st_mode):
                 return None
             if signature(st) != sig:
                 stale_rows[at] = st
-            linked.append((at, signature(st)))
+            linked[at] = signature(st)
+        for at, st in stale_rows.items():  # and a refreshed file that has links now joins them
+            if st.st_nlink > 1:
+                linked[at] = signature(st)
         for at, st in stale_rows.items():  # a file the target reads, still a file: only its row changes
             path = memo.files[at][0]
             try:
@@ -215,7 +223,7 @@ class ContextWatch:
                 return None  # gone again since: the walk will say what is there
             memo.files[at] = [path, "file", oct(st.st_mode & 0o7777), digest]
         if changed or stale_rows:
-            memo = memo._replace(token=self.token, linked=linked)
+            memo = memo._replace(token=self.token, linked=sorted(linked.items()))
             self._save(key, memo)  # the next query lists only what changes from now on
         trace.debug(f"watcher: {len(changed)} changes, {len(stale_rows)} file(s) the target reads: no walk")
         return memo

@@ -576,6 +576,35 @@ def test_writes_through_another_hard_link_are_seen(
     compare(spec)
 
 
+def test_a_read_file_replaced_by_a_hard_link_is_watched_through_its_other_name(
+    tmp_path: Path, compare: Callable[[TargetSpec], None]
+) -> None:
+    root = tmp_path / "ctx"
+    outside = tmp_path / "outside.txt"
+    (root / "sel.txt").write_text("one link\n")
+    (root / "Dockerfile").write_text("FROM scratch\nCOPY sel.txt /\n")
+    spec = TargetSpec("t", root, root / "Dockerfile")
+    compare(spec)
+    outside.write_text("linked from outside\n")
+    os.link(outside, root / ".sel.tmp")
+    os.replace(root / ".sel.tmp", root / "sel.txt")  # an event for sel.txt: its row is redone
+    compare(spec)
+    with open(outside, "a") as fh:  # no event in the context at all
+        fh.write("written outside\n")
+    compare(spec)
+
+
+def test_line_numbers_in_messages_follow_the_dockerfile(
+    tmp_path: Path, compare: Callable[[TargetSpec], None]
+) -> None:
+    root = tmp_path / "ctx"
+    (root / "Dockerfile").write_text("FROM scratch\nADD https://example.com/x.tgz /\n")
+    spec = TargetSpec("t", root, root / "Dockerfile")
+    compare(spec)
+    (root / "Dockerfile").write_text("FROM scratch\n# a comment\n\nADD https://example.com/x.tgz /\n")
+    compare(spec)  # the uncacheable reason names line 4 now
+
+
 def test_removing_the_fifo_that_kept_an_excluded_directory_in_the_context(
     tmp_path: Path, compare: Callable[[TargetSpec], None]
 ) -> None:
