@@ -133,7 +133,7 @@ def _shares(items: Sequence[tuple[str, int]], helpers: int) -> list[list[int]]:
     shares: list[list[int]] = [[] for _ in range(helpers + 1)]
     limit, share, done = each + HELPER_S, 0, 0.0
     for i, c in enumerate(cost):
-        if done >= limit and share < helpers:
+        while done >= limit and share < helpers:
             share += 1
             limit += each
         shares[share].append(i)

@@ -261,3 +261,10 @@ def test_shares_split_the_work_in_order_with_the_late_start_counted(helpers: int
 
     finish = [work(shares[0])] + [digests.HELPER_S + work(share) for share in shares[1:]]
     assert max(finish) - min(finish) < 0.01  # each process done within 10 ms of the others
+
+
+def test_a_large_file_first_leaves_no_helper_with_a_crumb() -> None:
+    items = [("big", 10**9)] + [(f"empty{i}", 0) for i in range(5)]
+    shares = digests._shares(items, 3)
+    assert [i for share in shares for i in share] == list(range(6))
+    assert sum(1 for share in shares[1:] if share) <= 1  # the empty files go to one helper, not three
