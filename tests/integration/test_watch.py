@@ -210,14 +210,20 @@ def test_the_watcher_process_starts_answers_and_stops(tmp_path: Path, short_dir:
     assert not os.path.exists(socket)
 
 
-def test_sigterm_stops_the_watcher_at_once(tmp_path: Path, short_dir: Path) -> None:
+def _running_watcher(tmp_path: Path, short_dir: Path) -> tuple[Path, str, int]:
+    """A watcher started on a new, empty context: the context, its socket, its pid."""
     context = tmp_path / "ctx"
     context.mkdir()
     socket = str(short_dir / "w.sock")
     assert watch.start(context, socket)
     status = watch.ask(socket, "status")
     assert status is not None
-    os.kill(int(status["pid"]), signal.SIGTERM)
+    return context, socket, int(status["pid"])
+
+
+def test_sigterm_stops_the_watcher_at_once(tmp_path: Path, short_dir: Path) -> None:
+    _, socket, pid = _running_watcher(tmp_path, short_dir)
+    os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + 10
     while os.path.exists(socket) and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -260,18 +266,13 @@ def test_a_watcher_that_cannot_start_says_why_and_is_not_retried_at_once(
 
 
 def test_a_watcher_whose_socket_is_gone_exits(tmp_path: Path, short_dir: Path) -> None:
-    context = tmp_path / "ctx"
-    context.mkdir()
-    socket = str(short_dir / "w.sock")
-    assert watch.start(context, socket)
-    status = watch.ask(socket, "status")
-    assert status is not None
+    context, socket, pid = _running_watcher(tmp_path, short_dir)
     os.unlink(socket)  # nobody can ask it anything now
     (context / "wake.txt").write_text("an event wakes it")
     deadline = time.monotonic() + 10
-    while _alive(int(status["pid"])) and time.monotonic() < deadline:
+    while _alive(pid) and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert not _alive(int(status["pid"]))
+    assert not _alive(pid)
 
 
 def _alive(pid: int) -> bool:
