@@ -212,10 +212,9 @@ class ContextWatch:
             if signature(st) != sig:
                 stale_rows[at] = st
             linked[at] = signature(st)
-        for at, st in stale_rows.items():  # and a refreshed file that has links now joins them
-            if st.st_nlink > 1:
-                linked[at] = signature(st)
         for at, st in stale_rows.items():  # a file the target reads, still a file: only its row changes
+            if st.st_nlink > 1:  # links now: checked every time from here on
+                linked[at] = signature(st)
             path = memo.files[at][0]
             try:
                 digest = file_digest(root + path, st.st_size)
