@@ -15,7 +15,7 @@ import time
 
 import _common as c
 
-from stagecache.docker import Docker
+from stagecache.engine.docker import Docker
 
 sys.path.insert(0, str(c.REPO))
 from tests.integration.differential import Tally, run

@@ -89,7 +89,7 @@ def main() -> int:
         iidfile = tmp / "anchor.iid"
         anchor = ["docker", "buildx", "build", "--target", TARGET, "--load", "--tag", f"{bid}:anchor",
                   "--iidfile", str(iidfile), "-f", dockerfile, str(project)]  # fmt: skip
-        importing = [sys.executable, "-c", "import stagecache.cli"]
+        importing = [sys.executable, "-c", "import stagecache.cli.main"]
         docker_rt = ["docker", "image", "inspect", "--format", "{{.Id}}", c.BASE_IMAGE]
 
         def run_anchor() -> float:
@@ -142,7 +142,7 @@ def main() -> int:
     print("breakdown of the stagecache process:")
     print(f"  in-process (--json 'seconds': key + lookup)   {c.ms(med['in_process'])}")
     print(f"  stagecache key (whole CLI)                    {c.ms(med['key'])}")
-    print(f"  python -c 'import stagecache.cli'             {c.ms(med['import'])}")
+    print(f"  python -c 'import stagecache.cli.main'             {c.ms(med['import'])}")
     print(f"  python -c 'pass' (interpreter start-up)       {c.ms(med['python'])}")
     print(f"  one docker CLI process (docker image inspect) {c.ms(med['docker'])}")
     for line in prof:

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from stagecache.docker import LABEL_PREFIX, Docker
+from stagecache.engine.docker import LABEL_PREFIX, Docker
 from stagecache.errors import EngineError
 
 TEST_LABEL = f"{LABEL_PREFIX}.test"

@@ -20,17 +20,17 @@ _EXPORTS = {
     "ExitCode": "errors",
     "StagecacheError": "errors",
     "StoreError": "errors",
-    "Settings": "config",
-    "Target": "config",
-    "Docker": "docker",
-    "Inputs": "inputs",
-    "TargetSpec": "inputs",
-    "collect": "inputs",
-    "compute_key": "key:compute",
-    "diff_manifests": "key:diff",
-    "Resolver": "resolve",
-    "Result": "resolve",
-    "DirectoryStore": "store",
+    "Settings": "project.config",
+    "Target": "project.config",
+    "Docker": "engine.docker",
+    "Inputs": "key.inputs",
+    "TargetSpec": "key.inputs",
+    "collect": "key.inputs",
+    "compute_key": "key.digest:compute",
+    "diff_manifests": "key.digest:diff",
+    "Resolver": "build",
+    "Result": "build",
+    "DirectoryStore": "store.directory",
 }
 
 __all__ = [
@@ -67,8 +67,8 @@ def __getattr__(name: str) -> Any:
 
 
 if TYPE_CHECKING:
-    from .config import Settings, Target
-    from .docker import Docker
+    from .build import Resolver, Result
+    from .engine.docker import Docker
     from .errors import (
         BuildError,
         CommandError,
@@ -79,8 +79,8 @@ if TYPE_CHECKING:
         StagecacheError,
         StoreError,
     )
-    from .inputs import Inputs, TargetSpec, collect
-    from .key import compute as compute_key
-    from .key import diff as diff_manifests
-    from .resolve import Resolver, Result
-    from .store import DirectoryStore
+    from .key.digest import compute as compute_key
+    from .key.digest import diff as diff_manifests
+    from .key.inputs import Inputs, TargetSpec, collect
+    from .project.config import Settings, Target
+    from .store.directory import DirectoryStore

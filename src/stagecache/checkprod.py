@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .docker import Docker
+from .engine.docker import Docker
 from .errors import CommandError, ConfigError
 
 if sys.version_info >= (3, 11):

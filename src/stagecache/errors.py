@@ -1,7 +1,7 @@
 """One exception hierarchy for the whole library.
 
 Every error a user can cause or meet derives from :class:`StagecacheError`. The CLI turns them into a
-one-line message and an exit code in one place (``stagecache.cli``); the library itself never prints
+one-line message and an exit code in one place (``stagecache.cli.main``); the library itself never prints
 and never exits.
 """
 

@@ -25,11 +25,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .config import Settings, Target
-from .docker import LABEL_PREFIX, Compose, Docker
+from .build import Resolver, Result
+from .engine.docker import LABEL_PREFIX, Compose, Docker
 from .errors import ConfigError, ExitCode, StagecacheError
 from .progress import Reporter, Silent
-from .resolve import Resolver, Result
+from .project.config import Settings, Target
 
 RESULTS_MOUNT = "/stagecache-results"
 
@@ -358,7 +358,7 @@ def fingerprint(
     images: Sequence[Result], services: Mapping[str, Any], extra: Sequence[str], env: Mapping[str, Any]
 ) -> str:
     """What a test run's outcome depends on: image keys, service definitions, arguments, environment."""
-    from .key import canonical
+    from .key.digest import canonical
 
     data = {
         "images": sorted(r.key for r in images),

@@ -21,10 +21,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from stagecache.config import Target
-from stagecache.docker import Docker
-from stagecache.inputs import TargetSpec
-from stagecache.resolve import Resolver
+from stagecache.build import Resolver
+from stagecache.engine.docker import Docker
+from stagecache.key.inputs import TargetSpec
+from stagecache.project.config import Target
 
 DOCKERFILE = """\
 FROM scratch AS lib

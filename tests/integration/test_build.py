@@ -14,11 +14,11 @@ from typing import Any
 
 import pytest
 
-from stagecache.config import Target
-from stagecache.docker import Docker
-from stagecache.inputs import TargetSpec
-from stagecache.resolve import Resolver
-from stagecache.store import DirectoryStore
+from stagecache.build import Resolver
+from stagecache.engine.docker import Docker
+from stagecache.key.inputs import TargetSpec
+from stagecache.project.config import Target
+from stagecache.store.directory import DirectoryStore
 
 DOCKERFILE = """\
 FROM python:3.11-slim AS base

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from stagecache.docker import Docker
+from stagecache.engine.docker import Docker
 
 COMPOSE = """\
 services:

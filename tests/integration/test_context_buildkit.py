@@ -2,7 +2,7 @@
 
 Each case builds ``FROM scratch`` + ``COPY . /`` from a context with a varied tree, reads the image's
 file list back through ``docker export`` and compares it, path by path, with what
-:func:`stagecache.context.walk` says BuildKit sends. The Dockerfile lives outside the context (``-f``),
+:func:`stagecache.key.context.walk` says BuildKit sends. The Dockerfile lives outside the context (``-f``),
 with a ``Dockerfile.dockerignore`` beside it, and the context holds a decoy ``.dockerignore`` that would
 exclude everything: a pass also shows that BuildKit prefers the file beside the Dockerfile.
 """
@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from stagecache import context as ctx
-from stagecache.docker import LABEL_PREFIX, Docker, run
+from stagecache.engine.docker import LABEL_PREFIX, Docker, run
+from stagecache.key import context as ctx
 
 pytestmark = pytest.mark.docker
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from stagecache.docker import Docker
+from stagecache.engine.docker import Docker
 
 from .differential import run
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from stagecache.docker import Docker
+from stagecache.engine.docker import Docker
 
 
 def test_buildkit_builds_only_the_target(engine: Docker, tmp_path: Path, run_id: str) -> None:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from stagecache.docker import Docker
+from stagecache.engine.docker import Docker
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "fastapi-poetry"
 

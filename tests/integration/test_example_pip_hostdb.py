@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from stagecache.docker import Docker
+from stagecache.engine.docker import Docker
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "pip-hostdb"

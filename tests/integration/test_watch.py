@@ -17,13 +17,15 @@ from pathlib import Path
 
 import pytest
 
-from stagecache import cli, inputs, watch
-from stagecache import watcher as watcher_module
-from stagecache.context import Entry, IgnoreRules, walk
-from stagecache.digests import DigestCache
+from stagecache.cli import main as cli
 from stagecache.errors import StagecacheError
-from stagecache.inputs import TargetSpec
-from stagecache.watcher import Mount, Watcher, fstype_of, mounts_below
+from stagecache.key import inputs
+from stagecache.key.context import Entry, IgnoreRules, walk
+from stagecache.key.inputs import TargetSpec
+from stagecache.speed import watch
+from stagecache.speed import watcher as watcher_module
+from stagecache.speed.digests import DigestCache
+from stagecache.speed.watcher import Mount, Watcher, fstype_of, mounts_below
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "sched_getaffinity"), reason="inotify is Linux only")
 
@@ -336,7 +338,7 @@ def _count_walks(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
         walks.append(context)
         return walk(context, rules, fifos=fifos)
 
-    monkeypatch.setattr("stagecache.inputs.walk", counted)
+    monkeypatch.setattr("stagecache.key.inputs.walk", counted)
     return walks
 
 

@@ -5,8 +5,8 @@ import json
 import tarfile
 from pathlib import Path
 
-from stagecache.archive import shared_prefix, write_thin
-from stagecache.docker import EngineAPI, split_tag
+from stagecache.engine.docker import EngineAPI, split_tag
+from stagecache.store.archive import shared_prefix, write_thin
 
 
 def make_save_tar(path: Path, layers: dict[str, bytes], diff_ids: list[str]) -> None:

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from stagecache.cli import main
-from stagecache.store import DirectoryStore
+from stagecache.cli.main import main
+from stagecache.store.directory import DirectoryStore
 
 KEYS = ["sha256:" + c * 64 for c in "abc"]
 

@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from stagecache.config import parse_size, read_tool_table, split_image, targets_from_compose
 from stagecache.errors import ConfigError
+from stagecache.project.config import parse_size, read_tool_table, split_image, targets_from_compose
 
 # The shape `docker compose config --format json` gives: contexts absolute, anchors and merges resolved.
 COMPOSE = {
@@ -78,7 +78,7 @@ def test_tool_table_types_are_checked(tmp_path: Path) -> None:
 def test_cache_dir_follows_xdg_like_platformdirs(monkeypatch: pytest.MonkeyPatch, xdg: str | None) -> None:
     import platformdirs
 
-    from stagecache.project import cache_dir
+    from stagecache.project.settings import cache_dir
 
     monkeypatch.delenv("STAGECACHE_CACHE_DIR", raising=False)
     if xdg is None:

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from stagecache.context import Entry, IgnoreRules, compile_pattern, find_ignore_file, walk
 from stagecache.errors import ConfigError
+from stagecache.key.context import Entry, IgnoreRules, compile_pattern, find_ignore_file, walk
 
 # (ignore-file text, path relative to the context, excluded?)
 EXCLUDED: list[tuple[str, str, bool]] = [

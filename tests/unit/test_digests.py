@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from blake3 import blake3
 
-from stagecache import digests
-from stagecache.digests import DigestCache, file_digest
+from stagecache.speed import digests
+from stagecache.speed.digests import DigestCache, file_digest
 
 OLD = time.time() - 3600  # settled: older than the racy window
 
@@ -229,7 +229,7 @@ def test_small_work_starts_no_helper(tmp_path: Path, monkeypatch: pytest.MonkeyP
 
 def test_deleted_files_are_forgotten(tmp_path: Path, hashed: list[str]) -> None:
     """Through the key's own path: the cache keeps only files the context still has."""
-    from stagecache.inputs import TargetSpec, collect
+    from stagecache.key.inputs import TargetSpec, collect
 
     root, store = tmp_path / "ctx", tmp_path / "d.marshal"
     for name in ("keep.py", "gone.py", "also.py"):

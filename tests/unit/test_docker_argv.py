@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import IO
 
-from stagecache.docker import Completed, Compose, Docker, argv
+from stagecache.engine.docker import Completed, Compose, Docker, argv
 
 
 class Recorder:

@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from stagecache import dockerfile as df
 from stagecache.errors import DockerfileError
+from stagecache.key import dockerfile as df
 
 MULTI = """\
 ARG PY=3.11

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from stagecache.errors import DockerfileError
-from stagecache.inputs import TargetSpec, collect
-from stagecache.key import compute, diff
+from stagecache.key.digest import compute, diff
+from stagecache.key.inputs import TargetSpec, collect
 
 DOCKERFILE = """\
 FROM python:3.11-slim AS base

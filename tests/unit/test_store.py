@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from stagecache.errors import StoreError
-from stagecache.store import CorruptEntry, DirectoryStore, atomic_write
+from stagecache.store.directory import CorruptEntry, DirectoryStore, atomic_write
 
 KEY_A = "sha256:" + "a" * 64
 KEY_B = "sha256:" + "b" * 64

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from stagecache import unixhttp
+from stagecache.engine import unixhttp
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):
@@ -142,7 +142,7 @@ def test_no_server(tmp_path: Path) -> None:
 
 
 def test_docker_falls_back_to_the_cli_when_version_is_not_json(tmp_path: Path) -> None:
-    from stagecache.docker import Completed, Docker, EngineAPI
+    from stagecache.engine.docker import Completed, Docker, EngineAPI
 
     class NotJson(_Handler):
         def do_GET(self) -> None:

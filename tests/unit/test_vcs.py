@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from stagecache.vcs import CommitProbe, commit_sha
+from stagecache.project.vcs import CommitProbe, commit_sha
 
 NO_CI: dict[str, str] = {}
 

@@ -7,8 +7,8 @@ import stat
 
 import pytest
 
-from stagecache.context import IgnoreRules
-from stagecache.watch import Memo, memo_key, to_refresh, unreached
+from stagecache.key.context import IgnoreRules
+from stagecache.speed.watch import Memo, memo_key, to_refresh, unreached
 
 
 def _memo(selected: list[str], context: list[str]) -> Memo:

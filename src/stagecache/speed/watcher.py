@@ -3,9 +3,9 @@
 A repeat key must otherwise ``stat`` every entry of the context, which on a large context costs more
 than everything else the key does. Git's fsmonitor and watchman solve the same problem the same way:
 a process that stays up, watches every directory with inotify, and answers "these paths changed since
-your token" to a client that remembers what it computed at that token (see :mod:`stagecache.watch`).
+your token" to a client that remembers what it computed at that token (see :mod:`stagecache.speed.watch`).
 
-Started as ``python -m stagecache.watcher ROOT SOCKET``, it
+Started as ``python -m stagecache.speed.watcher ROOT SOCKET``, it
 
 * takes ``SOCKET.lock`` (a second watcher of the same root exits at once), watches every directory
   under ``ROOT`` (symlinks are not followed, as the walk does not follow them), and only then listens;
@@ -27,7 +27,7 @@ Requests are one line on a fresh connection: ``since TOKEN`` (an empty token for
 What inotify does not see, the watcher cannot report: writes through a memory map, and changes made on
 another machine. It refuses to watch a network or FUSE file system (or exits when one is mounted below
 the root), where the second is the rule.
-(Writes through a hard link are the client's business: see :mod:`stagecache.watch`.)
+(Writes through a hard link are the client's business: see :mod:`stagecache.speed.watch`.)
 ``STAGECACHE_WATCH=0`` turns watchers off for a project where that matters.
 """
 
@@ -500,7 +500,9 @@ def _request_line(conn: socket.socket) -> str | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m stagecache.watcher", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m stagecache.speed.watcher", description=__doc__.splitlines()[0]
+    )
     parser.add_argument("root", help="the directory to watch")
     parser.add_argument("socket", help="the Unix socket to answer on")
     parser.add_argument("--idle", type=float, default=IDLE_S, help="exit after this many seconds unasked")

@@ -2,10 +2,10 @@
 
 The first key of a large context is bound by reading and hashing its files. One Python process does
 that on one core, and threads do not help: the per-file work holds the GIL, and on the benchmark
-machine two hashing threads were slower than one. So :func:`stagecache.digests.hash_files` starts
-helper processes (``python -m stagecache.hashworker ROOT``) and hashes its own share meanwhile.
+machine two hashing threads were slower than one. So :func:`stagecache.speed.digests.hash_files` starts
+helper processes (``python -m stagecache.speed.hashworker ROOT``) and hashes its own share meanwhile.
 
-Protocol: stdin holds NUL-terminated fields, a file's size (as :func:`~stagecache.digests.file_digest`
+Protocol: stdin holds NUL-terminated fields, a file's size (as :func:`~stagecache.speed.digests.file_digest`
 takes it) then its path relative to ROOT, for each file. Once every file is hashed, stdout gets their
 digests, one line each, in input order. Any error ends the helper with a non-zero status and no
 output; the caller then hashes that share itself, which reports the error as it always does.

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass
 
-from .docker import LABEL_PREFIX, Docker
+from ..engine.docker import LABEL_PREFIX, Docker
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,7 @@
 A manifest lists exactly what the target's stages consume: their instructions, the build args they
 declare, the identity of each external image they start from or copy from, and every context entry a
 COPY, ADD or ``RUN --mount`` of those stages reads, after ``.dockerignore``. The key is the digest of
-this manifest (``stagecache.key``). Paths are relative to the context; absolute paths and mtimes never
+this manifest (``stagecache.key.digest``). Paths are relative to the context; absolute paths and mtimes never
 enter it, so the same project in another folder gets the same key.
 """
 
@@ -19,13 +19,13 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, NamedTuple
 
+from ..errors import ConfigError, DockerfileError
+from ..speed.digests import DigestCache
+from ..speed.watch import ContextWatch, memo_key
 from . import dockerfile as df
 from .context import Entry, IgnoreRules, compile_pattern, find_ignore_file, walk
-from .digests import DigestCache
-from .errors import ConfigError, DockerfileError
-from .watch import ContextWatch, memo_key
 
-SCHEMA = 2  # 2: file digests are BLAKE3, file rows hashed outside the JSON (stagecache.key)
+SCHEMA = 2  # 2: file digests are BLAKE3, file rows hashed outside the JSON (stagecache.key.digest)
 DEFAULT_SECRET_PATTERNS = ("*TOKEN*", "*PASSWORD*", "*SECRET*", "*KEY*")
 _REMOTE = re.compile(r"^(https?://|git@|git://|ssh://)|\.git(#.*)?$")
 _WILDCARD = re.compile(r"[*?\[]")

@@ -15,8 +15,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from .errors import ConfigError
-from .inputs import DEFAULT_SECRET_PATTERNS, TargetSpec
+from ..errors import ConfigError
+from ..key.inputs import DEFAULT_SECRET_PATTERNS, TargetSpec
 
 COMPOSE_NAMES = ("compose.yaml", "compose.yml", "docker-compose.yaml", "docker-compose.yml")
 
@@ -195,7 +195,7 @@ def targets_from_dockerfile(
     root: Path, dockerfile: Path, context: Path, repository: str | None
 ) -> tuple[dict[str, Target], str]:
     """Without a compose file, each named stage is a target. Returns them and the default (the last)."""
-    from . import dockerfile as df
+    from ..key import dockerfile as df
 
     parsed = df.load(dockerfile)
     out: dict[str, Target] = {}

@@ -9,11 +9,11 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import NamedTuple
 
+from ..engine.docker import Docker
+from ..errors import ConfigError
+from ..key.inputs import DEFAULT_SECRET_PATTERNS
+from ..store.directory import DirectoryStore
 from . import config as cfg
-from .docker import Docker
-from .errors import ConfigError
-from .inputs import DEFAULT_SECRET_PATTERNS
-from .store import DirectoryStore
 
 
 class Options(NamedTuple):

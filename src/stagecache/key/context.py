@@ -26,7 +26,7 @@ target can copy:
   rule (every pattern tried on every parent directory). Where the two rules disagree the file is
   listed but its content is refused: :attr:`Entry.content_refused` flags it.
 
-The library never reads file contents here: hashing is :mod:`stagecache.digests`' job.
+The library never reads file contents here: hashing is :mod:`stagecache.speed.digests`' job.
 """
 
 from __future__ import annotations
@@ -40,8 +40,8 @@ from operator import attrgetter
 from pathlib import Path
 from typing import Literal, NamedTuple
 
-from .digests import signature
-from .errors import ConfigError
+from ..errors import ConfigError
+from ..speed.digests import signature
 
 __all__ = [
     "Entry",
@@ -636,7 +636,7 @@ class Entry:
         self.size = size
         self.link_target = link_target
         self.content_refused = content_refused
-        # a file's packed stat signature (stagecache.digests.signature): the digest cache needs no
+        # a file's packed stat signature (stagecache.speed.digests.signature): the digest cache needs no
         # second stat. Not part of the entry's identity, nor is the file's number of hard links.
         self.signature = signature
         self.links = 1

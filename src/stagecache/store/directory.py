@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any, NamedTuple
 
-from .errors import StoreError
+from ..errors import StoreError
 
 FORMAT = "v1"
 CHUNK = 1 << 20

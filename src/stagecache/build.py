@@ -17,15 +17,15 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Literal, NamedTuple
 
-from . import inputs as inp
-from . import key as keys
-from . import watch
-from .config import Target
-from .digests import DigestCache
-from .docker import LABEL_PREFIX, Docker, ImageInfo
+from .engine.docker import LABEL_PREFIX, Docker, ImageInfo
 from .errors import BuildError, CommandError, ConfigError, StoreError
+from .key import digest as keys
+from .key import inputs as inp
 from .progress import Reporter, Silent
-from .store import CorruptEntry, DirectoryStore
+from .project.config import Target
+from .speed import watch
+from .speed.digests import DigestCache
+from .store.directory import CorruptEntry, DirectoryStore
 
 Outcome = Literal["daemon", "store", "built"]
 
@@ -285,7 +285,7 @@ class Resolver:
     def _save(self, target: Target, key: str, ref: str, image_id: str, found: inp.Inputs) -> bool:
         assert self.store is not None
         self.reporter.step(target.name, "saving into the store")
-        from . import archive  # tarfile: only a save needs it
+        from .store import archive  # tarfile: only a save needs it
 
         # Layers of the base images are in every daemon that can compute this key: keep them out.
         bases = [self._images[r].layers for r in found.public["images"] if r in self._images]

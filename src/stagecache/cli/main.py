@@ -16,18 +16,18 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
-from . import __version__, trace
-from . import key as keys
-from .config import Settings, Target, read_tool_table
-from .docker import Docker
-from .errors import ConfigError, ExitCode, StagecacheError
-from .project import Options, cache_dir, load, open_store, store_location
-from .resolve import Resolver, Result, target_id
-from .store import DirectoryStore, iso
-from .vcs import CommitProbe
+from .. import __version__, trace
+from ..build import Resolver, Result, target_id
+from ..engine.docker import Docker
+from ..errors import ConfigError, ExitCode, StagecacheError
+from ..key import digest as keys
+from ..project.config import Settings, Target, read_tool_table
+from ..project.settings import Options, cache_dir, load, open_store, store_location
+from ..project.vcs import CommitProbe
+from ..store.directory import DirectoryStore, iso
 
 if TYPE_CHECKING:
-    from .testrun import TestRunner
+    from ..testrun import TestRunner
 
 
 # --- terminal output ------------------------------------------------------------------------------------
@@ -253,7 +253,7 @@ def cmd_store(args: argparse.Namespace, docker: Docker, reporter: TerminalReport
     elif args.store_command == "prune":
         if args.max_size is None and args.keep is None and args.older_than is None:
             raise ConfigError("store prune: give --max-size, --keep or --older-than")
-        from .config import parse_size
+        from ..project.config import parse_size
 
         removed = store.prune(
             max_size=parse_size(args.max_size, "--max-size") if args.max_size is not None else None,
@@ -275,7 +275,7 @@ def cmd_store(args: argparse.Namespace, docker: Docker, reporter: TerminalReport
 
 
 def cmd_watch(args: argparse.Namespace, docker: Docker, reporter: TerminalReporter, out: TextIO) -> int:
-    from . import watch
+    from ..speed import watch
 
     watch_dir = cache_dir() / "watch"
     if args.watch_command == "status" or (args.watch_command == "stop" and args.all):
@@ -322,7 +322,7 @@ def cmd_watch(args: argparse.Namespace, docker: Docker, reporter: TerminalReport
 
 
 def cmd_images(args: argparse.Namespace, docker: Docker, reporter: TerminalReporter, out: TextIO) -> int:
-    from .daemon_tags import prune_key_tags
+    from ..store.daemon import prune_key_tags
 
     docker.engine()
     if args.keep < 1:
@@ -366,7 +366,7 @@ def _pick(settings: Settings, given: str | None, key: str, stage: str, what: str
 
 
 def cmd_test(args: argparse.Namespace, docker: Docker, reporter: TerminalReporter, out: TextIO) -> int:
-    from .testrun import HostNetwork, TestRunner
+    from ..testrun import HostNetwork, TestRunner
 
     docker.engine()
     settings = _settings(args, docker)
@@ -394,7 +394,7 @@ def cmd_test(args: argparse.Namespace, docker: Docker, reporter: TerminalReporte
         outcome = runner.run_plain(target, extra_args=args.extra, results=results, network=network, env=env,
                                    tty=tty)  # fmt: skip
     if passed_key is not None and outcome.exit_code == 0 and resolver.store is not None:
-        from .store import iso
+        from ..store.directory import iso
 
         resolver.store.record_pass(passed_key, {"service": target.name, "when": iso(time.time())})
     verdict = "passed" if outcome.exit_code == 0 else f"failed (exit {outcome.exit_code})"
@@ -428,7 +428,7 @@ def _env(items: list[str]) -> dict[str, str | None]:
 
 
 def cmd_run(args: argparse.Namespace, docker: Docker, reporter: TerminalReporter, out: TextIO) -> int:
-    from .testrun import TestRunner
+    from ..testrun import TestRunner
 
     docker.engine()
     settings = _settings(args, docker)
@@ -440,7 +440,7 @@ def cmd_run(args: argparse.Namespace, docker: Docker, reporter: TerminalReporter
 
 
 def cmd_check_prod(args: argparse.Namespace, docker: Docker, reporter: TerminalReporter, out: TextIO) -> int:
-    from . import checkprod
+    from .. import checkprod
 
     docker.engine()
     settings = _settings(args, docker)

@@ -1,8 +1,8 @@
 """A target's use of its context's watcher: file rows remembered at a token, reused while still true.
 
-Without a watcher, every key walks the context and ``stat``s every entry (:mod:`stagecache.context`):
+Without a watcher, every key walks the context and ``stat``s every entry (:mod:`stagecache.key.context`):
 on 20,000 files that walk alone costs more than the rest of a repeat key. With a watcher running for
-the context (:mod:`stagecache.watcher`; ``stagecache watch start``, or ``watch = true`` in
+the context (:mod:`stagecache.speed.watcher`; ``stagecache watch start``, or ``watch = true`` in
 ``[tool.stagecache]``), a key asks it first what changed since the token of the last full walk:
 
 * nothing that can matter: the target's file rows are taken from a memo written by that walk. A change
@@ -38,8 +38,8 @@ from typing import Any, NamedTuple
 
 from blake3 import blake3
 
-from . import trace
-from .context import Entry, IgnoreRules
+from .. import trace
+from ..key.context import Entry, IgnoreRules
 from .digests import file_digest, signature
 
 _HEADER = ("stagecache memo", 2, sys.version_info[:2])
@@ -114,7 +114,7 @@ def start(context: Path, path: str, wait: float = 10.0) -> bool:
         try:
             # it detaches, and exits once the watcher answers (or another one already did)
             subprocess.run(
-                [sys.executable, "-m", "stagecache.watcher", os.path.realpath(context), path],
+                [sys.executable, "-m", "stagecache.speed.watcher", os.path.realpath(context), path],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=log, timeout=wait, check=False,
             )  # fmt: skip
         except subprocess.TimeoutExpired:

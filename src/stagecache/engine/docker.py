@@ -16,8 +16,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any, NamedTuple, Protocol
 
-from . import trace, unixhttp
-from .errors import CommandError, ConfigError, EngineError
+from .. import trace
+from ..errors import CommandError, ConfigError, EngineError
+from . import unixhttp
 
 LABEL_PREFIX = "org.stagecache"
 

@@ -85,7 +85,7 @@ def hash_files(prefix: str, items: Sequence[tuple[str, int]]) -> list[str]:
 
     Work that would take more than a few helper start-ups is shared with helper processes, one per
     further core (``STAGECACHE_HASH_WORKERS`` sets how many; 0 turns them off): see
-    :mod:`stagecache.hashworker`. Without them, or if one fails, this process hashes everything.
+    :mod:`stagecache.speed.hashworker`. Without them, or if one fails, this process hashes everything.
     """
     shares = _shares(items, _helpers_for(items))
     if len(shares) == 1:
@@ -153,7 +153,7 @@ def _start_helper(prefix: str, items: list[tuple[str, int]]) -> subprocess.Popen
         return None
     try:
         return subprocess.Popen(
-            [sys.executable, "-m", "stagecache.hashworker", prefix],
+            [sys.executable, "-m", "stagecache.speed.hashworker", prefix],
             stdin=fd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
         )  # fmt: skip
     except OSError:

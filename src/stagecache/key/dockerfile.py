@@ -15,7 +15,7 @@ from typing import NamedTuple
 
 import dockerfile as _grammar
 
-from .errors import DockerfileError
+from ..errors import DockerfileError
 
 # Instructions BuildKit's Dockerfile frontend accepts.
 KNOWN_INSTRUCTIONS = frozenset(
