@@ -1,4 +1,8 @@
-"""Put a project's configuration together: compose file, then ``[tool.stagecache]``, then flags."""
+"""A project's settings: the compose file, then ``[tool.stagecache]``, then flags.
+
+What compose has no words for (the store, its limits, default targets) comes from
+``[tool.stagecache]`` in ``pyproject.toml``. Command-line flags override both.
+"""
 
 from __future__ import annotations
 
@@ -7,13 +11,54 @@ import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import MappingProxyType
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
-from ..engine.docker import Docker
 from ..errors import ConfigError
-from ..key.inputs import DEFAULT_SECRET_PATTERNS
-from ..store.directory import DirectoryStore
-from . import config as cfg
+from ..key.spec import DEFAULT_SECRET_PATTERNS, TargetSpec
+
+
+class Target(NamedTuple):
+    """A buildable target: its inputs (``spec``) and the names the resulting image gets."""
+
+    spec: TargetSpec
+    repository: str  # where key tags live: "<repository>:sc-<hex>"
+    image: str | None = None  # the compose image name, tagged after every build
+    service: str | None = None
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+
+class Settings:
+    """The project as configured: its targets, and where their images are stored."""
+
+    def __init__(
+        self, root: Path, targets: dict[str, Target], defaults: list[str], tool: dict[str, Any] | None = None
+    ) -> None:
+        self.root = root
+        self.targets = targets
+        self.defaults = defaults
+        self.tool = tool or {}  # [tool.stagecache]
+        self.store: Path | None = None
+        self.store_max_size: int | None = None
+        self.secret_patterns: tuple[str, ...] = DEFAULT_SECRET_PATTERNS
+        self.compose_files: list[Path] = []
+        self.compose_data: dict[str, Any] = {}
+
+    def select(self, names: Sequence[str]) -> list[Target]:
+        chosen = list(names) or self.defaults or list(self.targets)
+        if not self.targets:
+            raise ConfigError(
+                f"no targets in {self.root}: add a compose file with `build:` services, "
+                "or name a Dockerfile with -f/--file"
+            )
+        out = []
+        for name in chosen:
+            if name not in self.targets:
+                raise ConfigError(f"unknown target {name!r}; targets: {', '.join(sorted(self.targets))}")
+            out.append(self.targets[name])
+        return out
 
 
 class Options(NamedTuple):
@@ -39,49 +84,6 @@ def cache_dir() -> Path:
     return Path(platformdirs.user_cache_dir("stagecache"))
 
 
-def load(opts: Options, docker: Docker) -> cfg.Settings:
-    root = opts.project_dir.resolve()
-    if not root.is_dir():
-        raise ConfigError(f"{opts.project_dir}: project directory not found")
-    tool = cfg.read_tool_table(root)
-    tool_args = {str(k): str(v) for k, v in tool.get("build-args", {}).items()}
-
-    given_compose = list(opts.compose_files) or _as_list(tool.get("compose-file"))
-    compose_files = [] if opts.dockerfile else cfg.find_compose_files(root, given_compose)
-    settings = cfg.Settings(
-        root=root, targets={}, defaults=[str(t) for t in tool.get("targets", [])], tool=tool
-    )
-    if compose_files:
-        data = docker.compose_config(compose_files, root)
-        settings.compose_files = compose_files
-        settings.compose_data = data
-        targets = cfg.targets_from_compose(data, compose_files[0])
-    else:
-        dockerfile = (
-            _path(opts.dockerfile, Path.cwd()) or _path(tool.get("dockerfile"), root) or root / "Dockerfile"
-        )
-        context = _path(opts.context, Path.cwd()) or _path(tool.get("context"), root) or root
-        if not context.is_dir():
-            raise ConfigError(f"{context}: build context not found: check --context")
-        if not dockerfile.is_file():
-            raise ConfigError(f"{dockerfile}: no such Dockerfile: pass -f/--file or add a compose file")
-        repository = opts.repository or tool.get("repository")
-        targets, last = cfg.targets_from_dockerfile(root, dockerfile, context, repository)
-        settings.defaults = settings.defaults or [last]
-    settings.targets = {
-        name: t._replace(
-            spec=t.spec._replace(build_args={**tool_args, **t.spec.build_args, **opts.build_args}),
-            repository=opts.repository or t.repository,
-        )
-        for name, t in targets.items()
-    }
-    settings.store = store_location(root, opts.store, tool)
-    if "store-max-size" in tool:
-        settings.store_max_size = cfg.parse_size(tool["store-max-size"], f"{root}/pyproject.toml")
-    settings.secret_patterns = tuple(str(p) for p in tool.get("secret-args", DEFAULT_SECRET_PATTERNS))
-    return settings
-
-
 def store_location(root: Path, given: str | None, tool: Mapping[str, object]) -> Path:
     """``--store`` or ``STAGECACHE_STORE`` (relative to the working directory), else ``[tool.stagecache]
     store`` (relative to the project), else the user's cache directory."""
@@ -89,22 +91,9 @@ def store_location(root: Path, given: str | None, tool: Mapping[str, object]) ->
     if chosen:
         return Path(os.path.expanduser(chosen)).resolve()
     if "store" in tool:
-        return cfg.resolve_path(root, str(tool["store"]))
+        return resolve_path(root, str(tool["store"]))
     return cache_dir() / "store"
 
 
-def open_store(settings: cfg.Settings) -> DirectoryStore:
-    assert settings.store is not None
-    return DirectoryStore(settings.store)
-
-
-def _as_list(value: object) -> list[str]:
-    if value is None:
-        return []
-    return [str(v) for v in value] if isinstance(value, list) else [str(value)]
-
-
-def _path(value: object, base: Path) -> Path | None:
-    if value is None:
-        return None
-    return (base / os.path.expanduser(str(value))).resolve()
+def resolve_path(root: Path, value: str) -> Path:
+    return (root / os.path.expanduser(os.path.expandvars(value))).resolve()

@@ -8,6 +8,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from .. import process
+
 if TYPE_CHECKING:
     import subprocess
 
@@ -45,8 +47,6 @@ class CommitProbe:
             if _SHA.fullmatch(value):
                 self._sha, self._done = value, True
                 return
-        import subprocess  # imported here: not needed when CI names the commit
-
         # No optional locks: git status would otherwise take .git/index.lock and may rewrite the index,
         # while the key's walk may be reading .git (a context that does not exclude it).
         git = ["git", "--no-optional-locks", "-C", str(root)]
@@ -54,7 +54,7 @@ class CommitProbe:
         try:
             for argv in ([*git, "rev-parse", "HEAD"], status):
                 self._procs.append(
-                    subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+                    process.spawn(argv, stdout=process.PIPE, stderr=process.DEVNULL, text=True)
                 )
         except OSError:  # no git: not a commit we can name
             self._done = True

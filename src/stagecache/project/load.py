@@ -1,0 +1,84 @@
+"""Put a project's settings together: the compose file, then ``[tool.stagecache]``, then flags."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from ..engine.base import Engine
+from ..errors import ConfigError
+from ..key import dockerfile as df
+from ..key.spec import DEFAULT_SECRET_PATTERNS, TargetSpec
+from ..refs import default_repository
+from .compose import find_compose_files, targets_from_compose
+from .pyproject import read_tool_table
+from .settings import Options, Settings, Target, store_location
+from .values import parse_size
+
+
+def load(opts: Options, engine: Engine) -> Settings:
+    root = opts.project_dir.resolve()
+    if not root.is_dir():
+        raise ConfigError(f"{opts.project_dir}: project directory not found")
+    tool = read_tool_table(root)
+    tool_args = {str(k): str(v) for k, v in tool.get("build-args", {}).items()}
+
+    given_compose = list(opts.compose_files) or _as_list(tool.get("compose-file"))
+    compose_files = [] if opts.dockerfile else find_compose_files(root, given_compose)
+    settings = Settings(root=root, targets={}, defaults=[str(t) for t in tool.get("targets", [])], tool=tool)
+    if compose_files:
+        data = engine.compose_config(compose_files, root)
+        settings.compose_files = compose_files
+        settings.compose_data = data
+        targets = targets_from_compose(data, compose_files[0])
+    else:
+        dockerfile = (
+            _path(opts.dockerfile, Path.cwd()) or _path(tool.get("dockerfile"), root) or root / "Dockerfile"
+        )
+        context = _path(opts.context, Path.cwd()) or _path(tool.get("context"), root) or root
+        if not context.is_dir():
+            raise ConfigError(f"{context}: build context not found: check --context")
+        if not dockerfile.is_file():
+            raise ConfigError(f"{dockerfile}: no such Dockerfile: pass -f/--file or add a compose file")
+        repository = opts.repository or tool.get("repository")
+        targets, last = targets_from_dockerfile(root, dockerfile, context, repository)
+        settings.defaults = settings.defaults or [last]
+    settings.targets = {
+        name: t._replace(
+            spec=t.spec._replace(build_args={**tool_args, **t.spec.build_args, **opts.build_args}),
+            repository=opts.repository or t.repository,
+        )
+        for name, t in targets.items()
+    }
+    settings.store = store_location(root, opts.store, tool)
+    if "store-max-size" in tool:
+        settings.store_max_size = parse_size(tool["store-max-size"], f"{root}/pyproject.toml")
+    settings.secret_patterns = tuple(str(p) for p in tool.get("secret-args", DEFAULT_SECRET_PATTERNS))
+    return settings
+
+
+def targets_from_dockerfile(
+    root: Path, dockerfile: Path, context: Path, repository: str | None
+) -> tuple[dict[str, Target], str]:
+    """Without a compose file, each named stage is a target. Returns them and the default (the last)."""
+    parsed = df.load(dockerfile)
+    out: dict[str, Target] = {}
+    for stage in parsed.stages:
+        if stage.name is None and stage is not parsed.stages[-1]:
+            continue
+        repo = repository or default_repository(root.resolve().name, stage.label)
+        spec = TargetSpec(name=stage.label, context=context, dockerfile=dockerfile, stage=stage.name)
+        out[stage.label] = Target(spec=spec, repository=repo)
+    return out, parsed.stages[-1].label
+
+
+def _as_list(value: object) -> list[str]:
+    if value is None:
+        return []
+    return [str(v) for v in value] if isinstance(value, list) else [str(value)]
+
+
+def _path(value: object, base: Path) -> Path | None:
+    if value is None:
+        return None
+    return (base / os.path.expanduser(str(value))).resolve()
