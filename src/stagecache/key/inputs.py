@@ -10,37 +10,27 @@ enter it, so the same project in another folder gets the same key.
 from __future__ import annotations
 
 import bisect
-import fnmatch
 import hashlib
 import posixpath
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from types import MappingProxyType
 from typing import Any, NamedTuple
 
+from blake3 import blake3
+
 from ..errors import ConfigError, DockerfileError
-from ..speed.digests import DigestCache
-from ..speed.watch import ContextWatch, memo_key
 from . import dockerfile as df
-from .context import Entry, IgnoreRules, compile_pattern, find_ignore_file, walk
+from .files import Uncached
+from .ignore import IgnoreRules, find_ignore_file
+from .patterns import compile_pattern
+from .ports import FileDigests, ImageIdentity, RowMemo
+from .spec import DEFAULT_SECRET_PATTERNS, TargetSpec, is_secret
+from .walk import Entry, walk
 
 SCHEMA = 2  # 2: file digests are BLAKE3, file rows hashed outside the JSON (stagecache.key.digest)
-DEFAULT_SECRET_PATTERNS = ("*TOKEN*", "*PASSWORD*", "*SECRET*", "*KEY*")
 _REMOTE = re.compile(r"^(https?://|git@|git://|ssh://)|\.git(#.*)?$")
 _WILDCARD = re.compile(r"[*?\[]")
-
-
-class TargetSpec(NamedTuple):
-    """What a target is built from, as the user configured it."""
-
-    name: str
-    context: Path
-    dockerfile: Path
-    stage: str | None = None
-    build_args: Mapping[str, str] = MappingProxyType({})
-    platform: str | None = None
-    labels: Mapping[str, str] = MappingProxyType({})  # compose `build.labels`, set on the image
 
 
 class Inputs(NamedTuple):
@@ -54,23 +44,19 @@ class Inputs(NamedTuple):
     warnings: list[str]
 
 
-def is_secret(name: str, patterns: Iterable[str]) -> bool:
-    return any(fnmatch.fnmatchcase(name.upper(), pattern.upper()) for pattern in patterns)
-
-
 def collect(
     spec: TargetSpec,
     *,
-    image_id: Callable[[str], str],
+    images: ImageIdentity,
     platform: str,
-    digests: DigestCache | None = None,
+    digests: FileDigests | None = None,
     secret_patterns: Iterable[str] = DEFAULT_SECRET_PATTERNS,
-    onbuild: Callable[[str], bool] = lambda ref: False,
-    watched: ContextWatch | None = None,
+    memo: RowMemo | None = None,
 ) -> Inputs:
-    """Compute the manifest of ``spec``. ``image_id`` maps an external image reference to its identity.
+    """Compute the manifest of ``spec``. ``images`` gives an external image's identity and whether it
+    has ONBUILD triggers; ``digests`` the files' content digests (default: each file hashed).
 
-    With ``watched`` (the context's watcher), the file rows come from a memo when the watcher says
+    With ``memo`` (the context's watcher), the file rows come from a memo when the watcher says
     nothing that matters changed since it was written, and the context is not walked.
     """
     if not spec.context.is_dir():
@@ -95,12 +81,12 @@ def collect(
         else:
             args[name] = value
 
-    images: dict[str, str] = {}
+    ids: dict[str, str] = {}
     stage_records = []
     for stage_ in stages:
         for dep in dockerfile.dependencies(stage_, spec.build_args):
-            if dep.kind == "image" and dep.ref not in images:  # refs come substituted already
-                images[dep.ref] = "scratch" if dep.ref == "scratch" else image_id(dep.ref)
+            if dep.kind == "image" and dep.ref not in ids:  # refs come substituted already
+                ids[dep.ref] = "scratch" if dep.ref == "scratch" else images.image_id(dep.ref)
         record = {
             "name": stage_.label,
             "from": dockerfile.base_ref(stage_, spec.build_args),
@@ -113,14 +99,18 @@ def collect(
     rules = IgnoreRules.load(find_ignore_file(spec.context, spec.dockerfile))
     # ONBUILD triggers of an external base image run in our build and may copy anything: count it all.
     triggers = sorted(
-        {r for s in stages if (r := dockerfile.base_ref(s, spec.build_args)) in images and onbuild(r)}
+        {
+            r
+            for s in stages
+            if (r := dockerfile.base_ref(s, spec.build_args)) in ids and r != "scratch" and images.onbuild(r)
+        }
     )
-    memo = None
-    if watched is not None:
-        memo_name = memo_key(_selection_material(dockerfile, stage, stages, rules, spec.build_args, triggers))
-        memo = watched.reuse(memo_name, rules)
+    reused = None
     if memo is not None:
-        files, warnings, uncacheable = memo.files, memo.warnings, memo.uncacheable
+        memo_name = memo_key(_selection_material(dockerfile, stage, stages, rules, spec.build_args, triggers))
+        reused = memo.reuse(memo_name, rules)
+    if reused is not None:
+        files, warnings, uncacheable = reused.files, reused.warnings, reused.uncacheable
     else:
         fifos: list[str] = []
         entries = walk(spec.context, rules, fifos=fifos)
@@ -128,7 +118,7 @@ def collect(
         if triggers:
             selection = set(range(len(entries)))
         chosen = [entries[i] for i in sorted(selection)]
-        files = _describe(spec.context, chosen, digests)
+        files = _describe(chosen, digests or Uncached(spec.context))
         if digests is not None and digests.changed:  # only then is the cache written: forget deleted files
             digests.retain(e.path for e in entries if e.kind == "file")
         warnings = [
@@ -137,8 +127,8 @@ def collect(
             for e in chosen
             if e.content_refused
         ]
-        if watched is not None:
-            watched.remember(memo_name, files, chosen, entries, fifos, warnings, uncacheable)
+        if memo is not None:
+            memo.remember(memo_name, files, chosen, entries, fifos, warnings, uncacheable)
 
     public: dict[str, Any] = {
         "schema": SCHEMA,
@@ -150,7 +140,7 @@ def collect(
         "stages": stage_records,
         "args": args,
         "labels": dict(sorted(spec.labels.items())),
-        "images": images,
+        "images": ids,
         "files": files,
     }
     if uncacheable:
@@ -181,6 +171,11 @@ def _selection_material(
         SCHEMA, dockerfile.path, target.label, [(p.text, p.exception) for p in rules.patterns], triggers,
         [ins.normalised() for ins in dockerfile.global_arg_lines], sorted(build_args.items()), stage_scopes,
     )  # fmt: skip
+
+
+def memo_key(material: Iterable[object]) -> str:
+    """The name of a memo: a digest of everything besides the context that decides a target's file rows."""
+    return blake3(repr(tuple(material)).encode("utf-8", "surrogateescape")).hexdigest()[:32]
 
 
 def _display(dockerfile: Path, context: Path) -> str:
@@ -279,11 +274,10 @@ def _with_link_targets(selected: set[int], entries: list[Entry], paths: list[str
     return out
 
 
-def _describe(root: Path, entries: list[Entry], digests: DigestCache | None) -> list[list[Any]]:
+def _describe(entries: list[Entry], digests: FileDigests) -> list[list[Any]]:
     """``[path, kind, mode, detail]`` rows; detail is the BLAKE3 of a file, a link's target, or ""."""
-    cache = digests or DigestCache(root=root)
     try:
-        file_digests = cache.digests([(e.path, e.signature) for e in entries if e.kind == "file"])
+        file_digests = digests.digests([(e.path, e.signature) for e in entries if e.kind == "file"])
     except OSError as exc:
         raise ConfigError(
             f"{exc.filename}: cannot read it ({exc.strerror}); docker could not send it either"

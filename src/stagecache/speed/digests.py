@@ -20,7 +20,6 @@ from __future__ import annotations
 import contextlib
 import marshal
 import os
-import struct
 import sys
 import time
 from collections.abc import Iterable, Sequence
@@ -29,50 +28,14 @@ from typing import TYPE_CHECKING
 
 from blake3 import blake3
 
+from .. import process
+from ..key.files import SIGNATURE, file_digest, signature
+
 if TYPE_CHECKING:
     import subprocess
 
-WHOLE = 16 << 20  # files up to this size are read in one piece
-CHUNK = 4 << 20
-THREADED = 1 << 20  # from this size a file is hashed on every core
 RACY_NS = 2_000_000_000  # a file changed less than 2 s before it was hashed is not remembered
 _HEADER = ("stagecache digests", 5, sys.version_info[:2])
-
-# A file's stat signature, packed: size, mtime_ns, ctime_ns, inode. Bytes, not a tuple of ints: 64-bit
-# ints are the slowest thing marshal reads, and bytes compare in one call.
-_SIGNATURE = struct.Struct("<qqqQ")
-
-
-def signature(st: os.stat_result) -> bytes:
-    return _SIGNATURE.pack(st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
-
-
-def file_digest(path: str, size: int = -1) -> str:
-    """The BLAKE3 digest of a file's content, as 64 hex digits.
-
-    ``size`` is what the caller's ``stat`` said, or -1. The file is read with one ``read`` of that
-    size plus one byte: a file of the size expected needs no second call to find its end. Plain
-    descriptors, not file objects: for 20,000 small files the objects alone cost a tenth of a second.
-    """
-    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        if size < 0:
-            size = os.fstat(fd).st_size
-        if size > WHOLE:
-            digest = blake3(max_threads=blake3.AUTO)
-            while chunk := os.read(fd, CHUNK):
-                digest.update(chunk)
-            return digest.hexdigest()
-        data = os.read(fd, size + 1)
-        if len(data) != size:  # it changed since its stat: read to the end, whatever is there now
-            parts = [data]
-            while more := os.read(fd, CHUNK):
-                parts.append(more)
-            data = b"".join(parts)
-    finally:
-        os.close(fd)
-    return blake3(data, max_threads=blake3.AUTO if len(data) >= THREADED else 1).hexdigest()
-
 
 # --- hashing on every core -------------------------------------------------------------------------
 PER_FILE_S = 15e-6  # what reading and hashing one more small file costs in-process here
@@ -142,8 +105,6 @@ def _shares(items: Sequence[tuple[str, int]], helpers: int) -> list[list[int]]:
 
 
 def _start_helper(prefix: str, items: list[tuple[str, int]]) -> subprocess.Popen[bytes] | None:
-    import subprocess  # imported here: most keys hash little or nothing
-
     request = b"".join(b"%d\0%s\0" % (size, os.fsencode(rel)) for rel, size in items)
     # The request goes in a file, not a pipe: a pipe holds 64 KiB, and writing the rest would wait
     # for the helper's interpreter to start reading (tens of ms on the benchmark machine).
@@ -152,9 +113,9 @@ def _start_helper(prefix: str, items: list[tuple[str, int]]) -> subprocess.Popen
     except OSError:
         return None
     try:
-        return subprocess.Popen(
+        return process.spawn(
             [sys.executable, "-m", "stagecache.speed.hashworker", prefix],
-            stdin=fd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+            stdin=fd, stdout=process.PIPE, stderr=process.DEVNULL,
         )  # fmt: skip
     except OSError:
         return None
@@ -263,13 +224,13 @@ class DigestCache:
             return dict(zip(paths, snapshot[1], strict=True))
 
         known = self._unpacked()
-        width = _SIGNATURE.size
+        width = SIGNATURE.size
         settled_before = time.time_ns() - RACY_NS
         out: dict[str, str] = {}
         all_settled = True
         todo: list[tuple[str, bytes, tuple[int, int, int, int]]] = []
         # the fields of every signature, unpacked in one call: only those of files to hash are used
-        for index, (rel, fields) in enumerate(zip(paths, _SIGNATURE.iter_unpack(signatures), strict=True)):
+        for index, (rel, fields) in enumerate(zip(paths, SIGNATURE.iter_unpack(signatures), strict=True)):
             sig = signatures[index * width : (index + 1) * width]
             entry = known.get(rel)
             if entry is not None and entry.startswith(sig):

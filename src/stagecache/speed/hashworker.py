@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 import sys
 
-from .digests import file_digest
+from ..key.files import file_digest
 
 
 def main() -> int:

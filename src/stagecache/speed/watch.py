@@ -1,8 +1,8 @@
 """A target's use of its context's watcher: file rows remembered at a token, reused while still true.
 
-Without a watcher, every key walks the context and ``stat``s every entry (:mod:`stagecache.key.context`):
+Without a watcher, every key walks the context and ``stat``s every entry (:mod:`stagecache.key.walk`):
 on 20,000 files that walk alone costs more than the rest of a repeat key. With a watcher running for
-the context (:mod:`stagecache.speed.watcher`; ``stagecache watch start``, or ``watch = true`` in
+the context (:mod:`stagecache.speed.watcherd`; ``stagecache watch start``, or ``watch = true`` in
 ``[tool.stagecache]``), a key asks it first what changed since the token of the last full walk:
 
 * nothing that can matter: the target's file rows are taken from a memo written by that walk. A change
@@ -32,15 +32,16 @@ import sys
 import time
 from _socket import AF_UNIX, SOCK_STREAM
 from _socket import socket as _Socket
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NamedTuple
 
 from blake3 import blake3
 
-from .. import trace
-from ..key.context import Entry, IgnoreRules
-from .digests import file_digest, signature
+from .. import process, trace
+from ..key.files import file_digest, signature
+from ..key.ignore import IgnoreRules
+from ..key.walk import Entry
 
 _HEADER = ("stagecache memo", 2, sys.version_info[:2])
 MEMOS = 8  # memos kept per context
@@ -105,19 +106,18 @@ def start(context: Path, path: str, wait: float = 10.0) -> bool:
 
     What a watcher that fails says goes to the log next to ``path`` (:func:`failure`).
     """
-    import subprocess  # imported here: starting a watcher is rare
-
     os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
     with open(_log(path), "ab") as log:  # appended to: a running watcher may be writing to it
         log.write(_STARTING)
         log.flush()
-        try:
-            # it detaches, and exits once the watcher answers (or another one already did)
-            subprocess.run(
-                [sys.executable, "-m", "stagecache.speed.watcher", os.path.realpath(context), path],
-                stdin=subprocess.DEVNULL, stdout=log, stderr=log, timeout=wait, check=False,
-            )  # fmt: skip
-        except subprocess.TimeoutExpired:
+        # it detaches, and exits once the watcher answers (or another one already did)
+        starter = process.spawn(
+            [sys.executable, "-m", "stagecache.speed.watcherd", os.path.realpath(context), path],
+            stdin=process.DEVNULL, stdout=log, stderr=log,
+        )  # fmt: skip
+        if not process.wait(starter, wait):
+            starter.kill()
+            starter.wait()
             log.write(b"stagecache watcher: not ready after %d s\n" % wait)
     return ask(path, "status") is not None
 
@@ -157,11 +157,6 @@ def running(watch_dir: Path) -> list[tuple[str, dict[str, Any]]]:
 
 
 # --- memos ---------------------------------------------------------------------------------------------
-
-
-def memo_key(material: Iterable[object]) -> str:
-    """The name of a memo: a digest of everything besides the context that decides a target's file rows."""
-    return blake3(repr(tuple(material)).encode("utf-8", "surrogateescape")).hexdigest()[:32]
 
 
 class ContextWatch:
