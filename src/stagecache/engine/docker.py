@@ -1,79 +1,26 @@
-"""The one module that talks to Docker.
+"""The one module that talks to Docker: the :class:`~stagecache.engine.base.Engine` the use cases get.
 
-Every call to the ``docker`` CLI (engine, ``buildx`` and ``compose``) goes through :func:`run`, the
-single choke point that logs the command and turns failures into :class:`CommandError`. A
-:class:`Docker` takes its runner as an argument, so unit tests can check the argv it builds without an
-engine; integration tests use the real one.
+Every docker CLI call (engine, ``buildx`` and ``compose``) goes through the injected runner
+(:func:`stagecache.process.run` by default), which logs the command and turns failures into
+:class:`CommandError`; unit tests inject a recorder and check the argv. The calls a cache hit makes
+(version, inspect, tag, load) go over the Engine API socket when the CLI would use it too.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
-import os
 import urllib.parse
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import IO, Any, NamedTuple, Protocol
+from typing import Any
 
-from .. import trace
+from .. import process, trace
 from ..errors import CommandError, ConfigError, EngineError
-from . import unixhttp
-
-LABEL_PREFIX = "org.stagecache"
-
-
-class Completed(NamedTuple):
-    argv: list[str]
-    returncode: int
-    stdout: str
-    stderr: str
-
-
-class Runner(Protocol):
-    def __call__(
-        self,
-        argv: Sequence[str],
-        *,
-        check: bool = True,
-        capture: bool = True,
-        stdin: IO[bytes] | None = None,
-        env: Mapping[str, str] | None = None,
-        cwd: Path | None = None,
-    ) -> Completed: ...
-
-
-def run(
-    argv: Sequence[str],
-    *,
-    check: bool = True,
-    capture: bool = True,
-    stdin: IO[bytes] | None = None,
-    env: Mapping[str, str] | None = None,
-    cwd: Path | None = None,
-) -> Completed:
-    """Run a command. With ``capture=False`` its output goes to the user's terminal (build progress)."""
-    trace.debug("$ " + " ".join(argv))
-    import subprocess  # imported here: a cache hit runs no docker CLI process
-
-    full_env = {**os.environ, **env} if env else None
-    try:
-        proc = subprocess.run(
-            list(argv),
-            stdin=stdin,
-            stdout=subprocess.PIPE if capture else None,
-            stderr=subprocess.PIPE if capture else None,
-            env=full_env,
-            cwd=cwd,
-            check=False,
-        )
-    except FileNotFoundError as exc:
-        raise EngineError(f"{argv[0]!r} is not installed or not on PATH: run scripts/ensure-engine") from exc
-    out = proc.stdout.decode(errors="replace") if capture else ""
-    err = proc.stderr.decode(errors="replace") if capture else ""
-    if check and proc.returncode != 0:
-        raise CommandError(argv, proc.returncode, err)
-    return Completed(list(argv), proc.returncode, out, err)
+from ..process import Completed, Runner, run
+from ..refs import KEY_LABEL, LABEL_PREFIX, is_key_ref, split_tag
+from .api import EngineAPI
+from .base import Compose, EngineInfo, ImageInfo
 
 
 def argv(*base: str, **options: str | bool | int | Iterable[str] | None) -> list[str]:
@@ -98,87 +45,6 @@ def argv(*base: str, **options: str | bool | int | Iterable[str] | None) -> list
     return out
 
 
-class EngineAPI(NamedTuple):
-    """The Engine's HTTP API on its local Unix socket, for the few calls a cache hit makes.
-
-    Each docker CLI process costs 15-25 ms to start; a request on the socket costs about 1 ms. A hit
-    asks the engine three or four questions, so this is most of the difference between a hit that
-    costs a retag and one that costs a tenth of a second. Everything else goes through the CLI.
-    """
-
-    socket_path: str
-    timeout: float = 60.0
-
-    @classmethod
-    def detect(cls, env: Mapping[str, str] | None = None) -> EngineAPI | None:
-        """The local socket, when the docker CLI would use it too (no other host or context chosen)."""
-        env = os.environ if env is None else env
-        if env.get("DOCKER_CONTEXT") or env.get("DOCKER_TLS_VERIFY"):
-            return None
-        host = env.get("DOCKER_HOST", "unix:///var/run/docker.sock")
-        if not host.startswith("unix://"):
-            return None
-        config = Path(env.get("DOCKER_CONFIG") or Path.home() / ".docker") / "config.json"
-        try:
-            current = json.loads(config.read_text()).get("currentContext")
-        except (OSError, ValueError, AttributeError):
-            current = None
-        if current not in (None, "", "default"):
-            return None
-        path = host.removeprefix("unix://")
-        return cls(path) if os.path.exists(path) else None
-
-    def request(
-        self, method: str, path: str, body: Iterable[bytes] | None = None, timeout: float | None = -1.0
-    ) -> tuple[int, bytes]:
-        """One request; ``timeout=None`` waits as long as the engine works (a large load)."""
-        headers = {"Content-Type": "application/x-tar"} if body is not None else {}
-        wait = self.timeout if timeout == -1.0 else timeout
-        return unixhttp.request(self.socket_path, method, path, body=body, headers=headers, timeout=wait)
-
-    @staticmethod
-    def quote(ref: str) -> str:
-        return urllib.parse.quote(ref, safe="/:@")
-
-
-class Engine(NamedTuple):
-    version: str
-    platform: str  # e.g. linux/amd64
-
-
-class ImageInfo(NamedTuple):
-    """The parts of ``docker image inspect`` that stagecache uses."""
-
-    id: str
-    repo_tags: tuple[str, ...]
-    repo_digests: tuple[str, ...]
-    labels: Mapping[str, str]
-    os: str
-    architecture: str
-    size: int
-    cmd: tuple[str, ...] = ()
-    entrypoint: tuple[str, ...] = ()
-    layers: tuple[str, ...] = ()  # diff IDs, base first
-    onbuild: tuple[str, ...] = ()  # ONBUILD triggers, run when this image is a FROM base
-
-    @classmethod
-    def from_inspect(cls, data: Mapping[str, Any]) -> ImageInfo:
-        config = data.get("Config") or {}
-        return cls(
-            id=data["Id"],
-            repo_tags=tuple(data.get("RepoTags") or ()),
-            repo_digests=tuple(data.get("RepoDigests") or ()),
-            labels=dict(config.get("Labels") or {}),
-            os=data.get("Os", ""),
-            architecture=data.get("Architecture", ""),
-            size=int(data.get("Size") or 0),
-            cmd=tuple(config.get("Cmd") or ()),
-            entrypoint=tuple(config.get("Entrypoint") or ()),
-            layers=tuple((data.get("RootFS") or {}).get("Layers") or ()),
-            onbuild=tuple(config.get("OnBuild") or ()),
-        )
-
-
 class Docker:
     """A thin, typed face over the docker CLI.
 
@@ -190,7 +56,7 @@ class Docker:
         self.runner = runner
         self.binary = binary
         self.api = api
-        self._engine: Engine | None = None
+        self._engine: EngineInfo | None = None
 
     @classmethod
     def local(cls) -> Docker:
@@ -213,13 +79,15 @@ class Docker:
         return self.runner([self.binary, *args], **kwargs)
 
     # --- engine -------------------------------------------------------------------------------------
-    def engine(self) -> Engine:
+    def engine(self) -> EngineInfo:
         """The engine's version and default platform (asked once); EngineError when none answers."""
         if self._engine is None and (answer := self._api("GET", "/version")) and answer[0] == 200:
             with contextlib.suppress(ValueError, AttributeError):  # not the answer expected: ask the CLI
                 data = json.loads(answer[1])
                 if data.get("Version") and data.get("Os") and data.get("Arch"):
-                    self._engine = Engine(version=data["Version"], platform=f"{data['Os']}/{data['Arch']}")
+                    self._engine = EngineInfo(
+                        data["Version"], f"{data['Os']}/{data['Arch']}", str(data.get("ApiVersion", ""))
+                    )
         if self._engine is None:
             done = self._run(
                 "version", "--format", "{{.Server.Version}} {{.Server.Os}}/{{.Server.Arch}}", check=False
@@ -228,8 +96,11 @@ class Docker:
             if done.returncode != 0 or len(words) != 2:
                 lines = done.stderr.strip().splitlines()
                 detail = lines[-1] if lines else "no answer"
-                raise EngineError(f"the Docker engine is not reachable ({detail}): run scripts/ensure-engine")
-            self._engine = Engine(version=words[0], platform=words[1])
+                raise EngineError(
+                    f"the Docker engine is not reachable ({detail}): start Docker Engine (with the "
+                    "buildx and compose plugins), or point DOCKER_HOST at one"
+                )
+            self._engine = EngineInfo(words[0], words[1])
         return self._engine
 
     # --- images -------------------------------------------------------------------------------------
@@ -253,19 +124,16 @@ class Docker:
         if answer is None or answer[0] != 201:
             self._run("image", "tag", source, target)
 
-    def key_tagged(self) -> list[tuple[str, ImageInfo, str]]:
-        """Every ``<repository>:sc-<key>`` tag in the daemon: (reference, image, created)."""
-        done = self._run(
-            "images", "--filter", f"label={LABEL_PREFIX}.key", "--format", "{{.Repository}}:{{.Tag}}"
-        )
-        refs = sorted({r for r in done.stdout.split() if r.rpartition(":")[2].startswith("sc-")})
+    def key_tagged(self) -> list[tuple[str, ImageInfo]]:
+        """Every ``<repository>:sc-<key>`` tag in the daemon, with its image."""
+        done = self._run("images", "--filter", f"label={KEY_LABEL}", "--format", "{{.Repository}}:{{.Tag}}")
+        refs = sorted({r for r in done.stdout.split() if is_key_ref(r)})
         if not refs:
             return []
         inspected = self._run("image", "inspect", "--format", "{{json .}}", *refs, check=False)
         out = []
         for ref, line in zip(refs, inspected.stdout.splitlines(), strict=False):
-            data = json.loads(line)
-            out.append((ref, ImageInfo.from_inspect(data), str(data.get("Created", ""))))
+            out.append((ref, ImageInfo.from_inspect(json.loads(line))))
         return out
 
     def pull(self, ref: str) -> Completed:
@@ -332,14 +200,12 @@ class Docker:
         """Feed a ``docker save`` stream to ``docker load``; returns what it printed."""
         if self.api is not None:
             return self._api_load(chunks)
-        import subprocess
         import tempfile
 
         args = [self.binary, "load", "--quiet"]
-        trace.debug("$ " + " ".join(args))
         with (
             tempfile.TemporaryFile() as err_file,
-            subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err_file) as proc,
+            process.spawn(args, stdin=process.PIPE, stdout=process.PIPE, stderr=err_file) as proc,
         ):
             assert proc.stdin is not None
             assert proc.stdout is not None
@@ -354,7 +220,7 @@ class Docker:
             finally:
                 with contextlib.suppress(BrokenPipeError):
                     proc.stdin.close()
-            out = proc.stdout.read().decode(errors="replace")
+            out: str = proc.stdout.read().decode(errors="replace")
             proc.wait()
             err_file.seek(0)
             err = err_file.read().decode(errors="replace")
@@ -454,19 +320,3 @@ class Docker:
             f"{LABEL_PREFIX}.probe=1",
         ]
         return self._run("run", *options, image, *command, check=False)
-
-
-def split_tag(ref: str) -> tuple[str, str]:
-    """``repo:tag`` -> (repo, tag); no tag means ``latest`` (a registry's port is not a tag)."""
-    name, sep, tag = ref.rpartition(":")
-    if not sep or "/" in tag:
-        return ref, "latest"
-    return name, tag
-
-
-class Compose(NamedTuple):
-    """A compose project: its files, directory and the project name to run it under."""
-
-    files: tuple[Path, ...]
-    directory: Path
-    name: str

@@ -1,0 +1,107 @@
+"""What the use cases ask of a container engine, as a Protocol, and the values it answers with.
+
+:class:`~stagecache.engine.docker.Docker` is the implementation (the docker CLI, BuildKit through
+``buildx``, compose, and the Engine API on the local socket for the calls a hit makes). Unit tests use
+a fake fed with JSON recorded from a real engine (``tests/fakes.py``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, NamedTuple, Protocol
+
+from ..process import Completed
+
+
+class EngineInfo(NamedTuple):
+    version: str
+    platform: str  # e.g. linux/amd64
+    api_version: str = ""
+
+
+class ImageInfo(NamedTuple):
+    """The parts of ``docker image inspect`` that stagecache uses."""
+
+    id: str
+    repo_tags: tuple[str, ...]
+    repo_digests: tuple[str, ...]
+    labels: Mapping[str, str]
+    os: str
+    architecture: str
+    size: int
+    cmd: tuple[str, ...] = ()
+    entrypoint: tuple[str, ...] = ()
+    layers: tuple[str, ...] = ()  # diff IDs, base first
+    onbuild: tuple[str, ...] = ()  # ONBUILD triggers, run when this image is a FROM base
+    created: str = ""
+
+    @classmethod
+    def from_inspect(cls, data: Mapping[str, Any]) -> ImageInfo:
+        config = data.get("Config") or {}
+        return cls(
+            id=data["Id"],
+            repo_tags=tuple(data.get("RepoTags") or ()),
+            repo_digests=tuple(data.get("RepoDigests") or ()),
+            labels=dict(config.get("Labels") or {}),
+            os=data.get("Os", ""),
+            architecture=data.get("Architecture", ""),
+            size=int(data.get("Size") or 0),
+            cmd=tuple(config.get("Cmd") or ()),
+            entrypoint=tuple(config.get("Entrypoint") or ()),
+            layers=tuple((data.get("RootFS") or {}).get("Layers") or ()),
+            onbuild=tuple(config.get("OnBuild") or ()),
+            created=str(data.get("Created") or ""),
+        )
+
+
+class Compose(NamedTuple):
+    """A compose project: its files, directory and the project name to run it under."""
+
+    files: tuple[Path, ...]
+    directory: Path
+    name: str
+
+
+class Engine(Protocol):
+    """Everything ``build``, ``testrun`` and ``checkprod`` ask of the engine."""
+
+    # --- the engine and its images ---
+    def engine(self) -> EngineInfo: ...
+    def image_inspect(self, ref: str) -> ImageInfo | None: ...
+    def tag(self, source: str, target: str) -> None: ...
+    def key_tagged(self) -> list[tuple[str, ImageInfo]]: ...
+    def pull(self, ref: str) -> Completed: ...
+    def untag(self, ref: str) -> bool: ...
+    def untag_repository(self, repository: str) -> None: ...
+    def remove_image(self, *refs: str, force: bool = False) -> None: ...
+
+    # --- building, saving, loading ---
+    def build(
+        self,
+        *,
+        context: Path,
+        dockerfile: Path,
+        target: str | None,
+        tags: Sequence[str],
+        build_args: Mapping[str, str],
+        labels: Mapping[str, str],
+        platform: str | None = None,
+        no_cache: bool = False,
+        quiet: bool = False,
+        iidfile: Path,
+    ) -> Completed: ...
+    def save_file(self, image: str, path: Path) -> None: ...
+    def load(self, chunks: Iterable[bytes]) -> str: ...
+
+    # --- containers and compose ---
+    def compose_config(self, files: Sequence[Path], project_dir: Path) -> dict[str, Any]: ...
+    def compose(
+        self, project: Compose, *args: str, capture: bool = True, check: bool = True
+    ) -> Completed: ...
+    def compose_ps(self, project: Compose) -> list[dict[str, Any]]: ...
+    def health_log(self, container: str) -> str: ...
+    def project_leftovers(self, project_name: str) -> dict[str, list[str]]: ...
+    def remove_container(self, name: str) -> None: ...
+    def run_container(self, image: str, command: Sequence[str], options: Sequence[str]) -> int: ...
+    def capture_in(self, image: str, entrypoint: str, command: Sequence[str]) -> Completed: ...
