@@ -1,8 +1,10 @@
-"""Get the image of a target for its key: a daemon hit costs a retag, a store hit a load, a miss a build.
+"""Get the image of a target for its key, through the image tiers (:mod:`stagecache.store.tiers`).
 
-    daemon has <repository>:sc-<key>      -> tag it, done (no load, no save)
-    store has the key                      -> stream the archive into `docker load`, checked as it goes
-    otherwise                              -> BuildKit builds the target, the image is saved into the store
+    the first tier that has the key    -> fetch it into the daemon (a daemon hit: a retag at most; a
+                                          store hit: a load), back-fill the writable tiers that lack it
+    none has it                        -> lock the key in every tier, look again (another process may
+                                          have made it meanwhile), build with BuildKit, and publish to
+                                          every writable tier, unless the context changed during the build
 
 Builders of one key take the key's lock in the store, so a second process waits for the first and then
 finds the image instead of building it again.
@@ -11,23 +13,21 @@ finds the image instead of building it again.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Literal, NamedTuple
+from typing import NamedTuple
 
-from .engine.docker import LABEL_PREFIX, Docker, ImageInfo
-from .errors import BuildError, CommandError, ConfigError, StoreError
-from .key import digest as keys
-from .key import inputs as inp
+from .engine.base import Engine
+from .errors import BuildError
+from .key.inputs import Inputs
+from .keying import Keyer
 from .progress import Reporter, Silent
-from .project.config import Target
-from .speed import watch
-from .speed.digests import DigestCache
-from .store.directory import CorruptEntry, DirectoryStore
-
-Outcome = Literal["daemon", "store", "built"]
+from .project.settings import Target
+from .project.vcs import CommitProbe
+from .refs import KEY_LABEL, TARGET_LABEL, key_ref, qualified, target_id
+from .store.records import Records
+from .store.tiers import Found, ImageTier, Publish
 
 
 class Result(NamedTuple):
@@ -35,7 +35,7 @@ class Result(NamedTuple):
     key: str
     image: str  # the key tag, <repository>:sc-<hex>
     image_id: str
-    outcome: Outcome
+    outcome: str  # the tier it came from ("daemon", "store"), or "built"
     seconds: float
     tags: list[str]
     cacheable: bool = True
@@ -56,75 +56,25 @@ class Result(NamedTuple):
 
 
 class Resolver:
-    """Turns a target into an image: from the daemon, from the store, or by building it."""
+    """Turns a target into an image: from the first tier that has its key, or by building it."""
 
     def __init__(
         self,
-        docker: Docker,
-        store: DirectoryStore | None,
+        engine: Engine,
+        tiers: Sequence[ImageTier],
+        keyer: Keyer,
+        *,
+        records: Records | None = None,
         reporter: Reporter | None = None,
-        secret_patterns: Sequence[str] = inp.DEFAULT_SECRET_PATTERNS,
-        digest_cache_dir: Path | None = None,
-        watch_dir: Path | None = None,
-        start_watchers: bool = False,
     ) -> None:
-        self.docker = docker
-        self.store = store
+        self.engine = engine
+        self.tiers = list(tiers)
+        self.keyer = keyer
+        self.records = records  # None: no build records (`key --why` compares with nothing)
         self.reporter: Reporter = reporter or Silent()
-        self.secret_patterns = secret_patterns
-        self.digest_cache_dir = digest_cache_dir  # None: file digests are not remembered between runs
-        self.watch_dir = watch_dir  # where context watchers answer (None: do not ask them)
-        self.start_watchers = start_watchers  # start one for a context that has none
-        self._images: dict[str, ImageInfo] = {}  # external images asked about, by reference
 
-    # --- keys -----------------------------------------------------------------------------------------
-    def platform(self) -> str:
-        return self.docker.engine().platform
-
-    def image_id(self, ref: str) -> str:
-        """The identity of an external image: its ID in the daemon (pulled first if absent)."""
-        if ref not in self._images:
-            info = self.docker.image_inspect(ref)
-            if info is None:
-                self.reporter.warn(f"base image {ref} is not in the Docker engine; pulling it")
-                done = self.docker.pull(ref)
-                info = self.docker.image_inspect(ref) if done.returncode == 0 else None
-                if info is None:
-                    detail = done.stderr.strip().splitlines()[-1] if done.stderr.strip() else "pull failed"
-                    raise ConfigError(
-                        f"base image {ref!r} is not available ({detail}): pull or build it first"
-                    )
-            self._images[ref] = info
-        return self._images[ref].id
-
-    def inputs(self, target: Target) -> inp.Inputs:
-        cache = watched = None
-        if self.digest_cache_dir is not None:
-            where = hashlib.sha256(str(target.spec.context.resolve()).encode()).hexdigest()[:32]
-            cache = DigestCache.open(target.spec.context, self.digest_cache_dir / f"{where}.marshal")
-            socket = watch.socket_path(self.watch_dir, target.spec.context) if self.watch_dir else None
-            if socket is not None and watch.enabled():
-                memos = self.digest_cache_dir / f"{where}.memos"
-                watched = watch.ContextWatch(
-                    target.spec.context, socket, memos, autostart=self.start_watchers
-                )
-        try:
-            return inp.collect(
-                target.spec,
-                image_id=self.image_id,
-                platform=self.platform(),
-                digests=cache,
-                secret_patterns=self.secret_patterns,
-                onbuild=lambda ref: bool(ref in self._images and self._images[ref].onbuild),
-                watched=watched,
-            )
-        finally:
-            if cache is not None:
-                cache.save()
-
-    def key(self, target: Target) -> tuple[str, inp.Inputs]:
-        found = self.inputs(target)
-        return keys.compute(found), found
+    def key(self, target: Target) -> tuple[str, Inputs]:
+        return self.keyer.key(target)
 
     # --- the main path --------------------------------------------------------------------------------
     def resolve(
@@ -138,125 +88,91 @@ class Resolver:
     ) -> Result:
         start = time.monotonic()
         key, found = self.key(target)
-        ref = f"{target.repository}:{keys.tag_for(key)}"
+        ref = key_ref(target.repository, key)
         cacheable = not found.uncacheable
         for reason in found.uncacheable:
             self.reporter.warn(f"{target.name}: not cacheable, always built: {reason}")
         for warning in found.warnings:
             self.reporter.warn(f"{target.name}: {warning}")
 
-        def finish(
-            outcome: Outcome, image_id: str, stored: bool = False, present: Sequence[str] = ()
-        ) -> Result:
+        def publishing(image_id: str) -> Publish:
+            bases = self.keyer.base_layers(found.public["images"])
+            return Publish(key, ref, target.name, target.repository, image_id, found.public, bases)
+
+        def finish(outcome: str, image_id: str, stored: bool = False, present: Sequence[str] = ()) -> Result:
             applied = self._apply_tags(image_id, tags() if callable(tags) else tags, present)
-            if self.store is not None:
+            if self.records is not None:
                 self._record(target, key, found)
             return Result(target.name, key, ref, image_id, outcome, time.monotonic() - start, applied,
                           cacheable, stored)  # fmt: skip
 
         if cacheable and not rebuild:
-            info = self._from_daemon(ref, key)
-            if info is not None:
-                entry = None
-                if self.store is not None:
-                    entry = self.store.get(key)
-                    if entry is not None:
-                        self.store.touch(entry)
-                stored = save and entry is None and self._backfill(target, key, ref, info.id, found)
-                return finish("daemon", info.id, stored, info.repo_tags)
-            hit = self._from_store(target, key, ref)
+            hit = self._fetch(target, key, ref)
             if hit is not None:
-                return finish("store", hit)
+                tier, got = hit
+                stored = self._backfill(tier, publishing(got.image_id), save=save)
+                return finish(tier.name, got.image_id, stored, got.repo_tags)
 
-        with self._locked(target, key, enabled=cacheable and self.store is not None):
+        with self._locked(target, key, enabled=cacheable):
             if cacheable and not rebuild:  # another process may have made it while we waited
-                info = self._from_daemon(ref, key)
-                if info is not None:
-                    return finish("daemon", info.id, False, info.repo_tags)
-                hit = self._from_store(target, key, ref)
+                hit = self._fetch(target, key, ref)
                 if hit is not None:
-                    return finish("store", hit)
+                    return finish(hit[0].name, hit[1].image_id, False, hit[1].repo_tags)
             image_id = self._build(target, key, ref, quiet_build)
             changed = cacheable and self._changed_during_build(target, key)
             stored = False
-            if save and cacheable and not changed and self.store is not None:
-                stored = self._save(target, key, ref, image_id, found)
+            if save and cacheable and not changed:
+                item = publishing(image_id)
+                stored = any([tier.publish(item) for tier in self.tiers if tier.writable])
             result = finish("built", image_id, stored)
             if changed:  # the image keeps the tags asked for, but not the key's: the next run builds again
-                self.docker.remove_image(ref)
+                self.engine.remove_image(ref)
         return result
 
     # --- steps ----------------------------------------------------------------------------------------
+    def _fetch(self, target: Target, key: str, ref: str) -> tuple[ImageTier, Found] | None:
+        """The image from the first tier that has it."""
+        for tier in self.tiers:
+            got = tier.fetch(key, ref, target.name)
+            if got is not None:
+                return tier, got
+        return None
+
+    def _backfill(self, source: ImageTier, item: Publish, *, save: bool) -> bool:
+        """A hit: each writable tier that lacks the key gets it (a fresh CI cache, a save that was killed);
+        each that has it records a use, also when nothing is to be saved."""
+        stored = False
+        for tier in self.tiers:
+            if tier is source or not tier.writable or tier.has(item.key) or not save:
+                continue
+            with tier.lock(item.key):
+                if not tier.has(item.key):  # another process may have published it meanwhile
+                    stored = tier.publish(item) or stored
+        return stored
+
     @contextlib.contextmanager
     def _locked(self, target: Target, key: str, *, enabled: bool) -> Iterator[None]:
-        if not enabled or self.store is None:
+        if not enabled:
             yield
             return
 
         def waiting() -> None:
             self.reporter.step(target.name, "another process is building this key; waiting for it")
 
-        with self.store.lock(key, on_wait=waiting):
+        with contextlib.ExitStack() as held:
+            for tier in self.tiers:
+                held.enter_context(tier.lock(key, on_wait=waiting))
             yield
-
-    def _from_daemon(self, ref: str, key: str) -> ImageInfo | None:
-        info = self.docker.image_inspect(ref)
-        if info is None or info.labels.get(f"{LABEL_PREFIX}.key") != key:
-            return None
-        return info
-
-    def _backfill(self, target: Target, key: str, ref: str, image_id: str, found: inp.Inputs) -> bool:
-        """A daemon hit whose key the store lacks (a fresh CI cache, a save that was killed): save it once."""
-        if self.store is None:
-            return False
-        with self.store.lock(key):
-            if self.store.get(key) is not None:
-                return False
-            return self._save(target, key, ref, image_id, found)
-
-    def _from_store(self, target: Target, key: str, ref: str) -> str | None:
-        if self.store is None:
-            return None
-        entry = self.store.get(key)
-        if entry is None:
-            return None
-        self.reporter.step(target.name, f"loading from the store ({entry.archive_bytes / 1e6:.0f} MB)")
-        try:
-            with self.store.open_archive(entry) as chunks:
-                self.docker.load(self._counted(chunks, "load", entry.image_bytes))
-        except CorruptEntry as exc:
-            self.reporter.warn(f"{target.name}: {exc}; rebuilding")
-            return None
-        except CommandError as exc:  # e.g. a base layer gone from the daemon since the key was computed
-            self.reporter.warn(f"{target.name}: docker load failed ({exc}); rebuilding")
-            return None
-        info = self.docker.image_inspect(ref)
-        if info is None or info.id != entry.image_id:
-            self.store.remove(key)
-            self.reporter.warn(
-                f"{target.name}: the store's archive did not hold {ref}; entry removed, rebuilding"
-            )
-            return None
-        self.store.touch(entry)
-        return info.id
-
-    def _counted(self, chunks: Iterator[bytes], label: str, total: int | None) -> Iterator[bytes]:
-        done = 0
-        for chunk in chunks:
-            done += len(chunk)
-            self.reporter.transfer(label, done, total)
-            yield chunk
-        self.reporter.transfer(label, total or done, total or done)
 
     def _build(self, target: Target, key: str, ref: str, quiet: bool) -> str:
         self.reporter.step(target.name, "building with BuildKit")
         spec = target.spec
-        labels = {**spec.labels, f"{LABEL_PREFIX}.key": key, f"{LABEL_PREFIX}.target": target.name}
+        labels = {**spec.labels, KEY_LABEL: key, TARGET_LABEL: target.name}
         import tempfile  # only a build needs it
 
         with tempfile.TemporaryDirectory(prefix="stagecache-") as tmp:
             iidfile = Path(tmp) / "iid"
-            done = self.docker.build(
+            done = self.engine.build(
                 context=spec.context,
                 dockerfile=spec.dockerfile,
                 target=spec.stage,
@@ -282,68 +198,62 @@ class Resolver:
         self.reporter.warn(f"{target.name}: context changed during the build; image not kept under its key")
         return True
 
-    def _save(self, target: Target, key: str, ref: str, image_id: str, found: inp.Inputs) -> bool:
-        assert self.store is not None
-        self.reporter.step(target.name, "saving into the store")
-        from .store import archive  # tarfile: only a save needs it
-
-        # Layers of the base images are in every daemon that can compute this key: keep them out.
-        bases = [self._images[r].layers for r in found.public["images"] if r in self._images]
-        shared = {"shared_layers": 0, "layers": 0}
-
-        def feed(sink: Callable[[bytes], None]) -> int:
-            done = 0
-
-            def counted(data: bytes) -> None:
-                nonlocal done
-                done += len(data)
-                sink(data)
-                self.reporter.transfer("save", done, None)
-
-            thin = archive.write_thin(saved, counted, bases)
-            shared.update(shared_layers=thin.shared_layers, layers=thin.layers)
-            self.reporter.transfer("save", thin.bytes, thin.bytes)
-            return thin.bytes
-
-        import tarfile  # only a save needs it
-
-        manifest_digest = hashlib.sha256(keys.canonical(found.public)).hexdigest()
-        saved = self.store.temp_path(key, "tar")
-        try:
-            self.docker.save_file(ref, saved)
-            self.store.put(key, feed, target=target.name, repository=target.repository, image_id=image_id,
-                           manifest_sha256=manifest_digest, extra=shared)  # fmt: skip
-        except (StoreError, CommandError, OSError, ValueError, KeyError, tarfile.TarError) as exc:
-            self.reporter.warn(f"{target.name}: not stored: {exc}")
-            return False
-        finally:
-            saved.unlink(missing_ok=True)
-        return True
-
-    def _record(self, target: Target, key: str, found: inp.Inputs) -> None:
+    def _record(self, target: Target, key: str, found: Inputs) -> None:
         """Keep the manifest of the target's current key, for `key --why`; written only when it changes."""
-        assert self.store is not None
-        if self.store.last_build_key(target_id(target)) == key:
+        assert self.records is not None
+        name = target_id(target.repository, target.name)
+        if self.records.last_build_key(name) == key:
             return
         try:
-            self.store.record_build(target_id(target), key, found.public)
+            self.records.record_build(name, key, found.public)
         except OSError as exc:
             self.reporter.warn(f"{target.name}: could not record the build's manifest: {exc}")
 
     def _apply_tags(self, image_id: str, tags: Sequence[str], present: Sequence[str] = ()) -> list[str]:
         """Point each tag at the image; tags that already do cost nothing (a hit is a retag at most)."""
-        have = {_qualified(t) for t in present}
+        have = {qualified(t) for t in present}
         for tag in tags:
-            if _qualified(tag) not in have:
-                self.docker.tag(image_id, tag)
+            if qualified(tag) not in have:
+                self.engine.tag(image_id, tag)
         return list(tags)
 
 
-def _qualified(ref: str) -> str:
-    """``name`` and ``name:latest`` are one tag, as docker reads them."""
-    last = ref.rsplit("/", 1)[-1]
-    return ref if ":" in last or "@" in last else f"{ref}:latest"
+def build_targets(
+    resolver: Resolver,
+    targets: Sequence[Target],
+    *,
+    extra_tags: Sequence[str] = (),
+    commit: CommitProbe | None = None,
+    rebuild: bool = False,
+    save: bool = True,
+    quiet: bool = False,
+    on_result: Callable[[Result], None] = lambda result: None,
+) -> list[Result]:
+    """``stagecache build``: each target through the resolver, tagged as :func:`tags_for` says; the
+    commit probe (git, run beside the keys) is closed at the end, also on a failed build."""
+    results = []
+    try:
+        for target in targets:
+            result = resolver.resolve(target, tags=tags_for(target, extra_tags, commit), rebuild=rebuild,
+                                      save=save, quiet_build=quiet)  # fmt: skip
+            on_result(result)
+            results.append(result)
+    finally:
+        if commit is not None:
+            commit.close()
+    return results
 
 
-def target_id(target: Target) -> str:
-    return f"{target.repository}__{target.name}"
+def tags_for(target: Target, given: Sequence[str], commit: CommitProbe | None) -> Callable[[], list[str]]:
+    """The tags a target's image gets besides its key tag: ``--tag``, the commit SHA, compose's
+    ``image:``. Asked for once the image is there, so that git has had the key's time to answer."""
+
+    def tags() -> list[str]:
+        wanted = list(given)
+        if commit is not None and (sha := commit.result()):
+            wanted.append(f"{target.repository}:{sha}")
+        if target.image:
+            wanted.append(target.image)
+        return wanted
+
+    return tags

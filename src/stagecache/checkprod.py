@@ -16,10 +16,14 @@ import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .engine.docker import Docker
+from .engine.base import Engine as Docker
 from .errors import CommandError, ConfigError
+
+if TYPE_CHECKING:
+    from .build import Resolver
+    from .project.settings import Settings
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -204,3 +208,35 @@ def sizes(docker: Docker, images: Sequence[str]) -> dict[str, int]:
         if info is not None:
             out[image] = info.size
     return out
+
+
+@dataclass
+class ProdCheck:
+    """``check-prod``'s answer: the report on the prod image, and the images compared by size."""
+
+    target: str  # the prod target
+    report: Report
+    images: dict[str, str]  # target name -> its key image: the prod target, then a dev target if any
+    sizes: dict[str, int]  # image -> bytes
+
+
+def check_prod(resolver: Resolver, docker: Docker, settings: Settings, given: str | None) -> ProdCheck:
+    """Get the prod target's image (``given``, else as configured, else the one built for ``prod``),
+    list the dev-only packages installed in it, and size it beside the first target built for ``dev``.
+
+    The dev-only packages are read from the prod target's context when it holds a ``pyproject.toml``
+    (a service in a monorepo), else from the project's root."""
+    from .project import choose
+
+    prod = choose.prod_target(settings, given)
+    prod_image = resolver.resolve(prod, tags=[prod.image] if prod.image else []).image
+    context = prod.spec.context
+    root = context if (context / "pyproject.toml").exists() else settings.root
+    dev = dev_only_packages(root, [str(n) for n in settings.tool.get("dev-packages", [])])
+    report = check(docker, prod_image, dev)
+    images = {prod.name: prod_image}
+    dev_target = choose.dev_target(settings)
+    if dev_target is not None and dev_target.name not in images:
+        tags = [dev_target.image] if dev_target.image else []
+        images[dev_target.name] = resolver.resolve(dev_target, tags=tags).image
+    return ProdCheck(prod.name, report, images, sizes(docker, list(images.values())))

@@ -26,10 +26,11 @@ from pathlib import Path
 from typing import Any
 
 from .build import Resolver, Result
-from .engine.docker import LABEL_PREFIX, Compose, Docker
+from .engine.base import Compose, Engine
 from .errors import ConfigError, ExitCode, StagecacheError
 from .progress import Reporter, Silent
-from .project.config import Settings, Target
+from .project.settings import Settings, Target
+from .refs import LABEL_PREFIX
 
 RESULTS_MOUNT = "/stagecache-results"
 
@@ -139,7 +140,7 @@ def dependencies(services: Mapping[str, Any], service: str) -> list[str]:
 
 @dataclass
 class TestRunner:
-    docker: Docker
+    docker: Engine
     resolver: Resolver
     reporter: Reporter = field(default_factory=Silent)
 

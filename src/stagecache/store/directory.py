@@ -4,7 +4,8 @@ Layout under the store root (``v1/`` so a later format can live beside it)::
 
     objects/<hex>.tar.zst   the output of ``docker save``, compressed
     meta/<hex>.json         the record of one entry; written last, so it is the commit point
-    targets/<name>.json     the manifest of the last build of each target (for ``key --why``)
+    targets/<name>.json     the manifest of the last build of each target (``key --why``; see records.py)
+    passes/<hex>.json       test runs that passed (``test --skip-passed``; see records.py)
     tmp/                    archives being written; named so that leftovers can be recognised
     locks/<hex>.lock        one flock per key: one writer at a time, readers never see a partial file
 
@@ -29,13 +30,12 @@ from pathlib import Path
 from typing import IO, Any, NamedTuple
 
 from ..errors import StoreError
+from .files import alive, atomic_write, flocked, fsync_dir, hostname, key_hex, read_ahead
 
 FORMAT = "v1"
 CHUNK = 1 << 20
 STALE_SECONDS = 24 * 3600
 ZSTD_LEVEL = 3
-_UMASK = os.umask(0o022)
-os.umask(_UMASK)
 
 
 class CorruptEntry(StoreError):
@@ -60,66 +60,6 @@ class Entry(NamedTuple):
     @property
     def hex(self) -> str:
         return self.key.removeprefix("sha256:")
-
-
-def _hex(key: str) -> str:
-    hexpart = key.removeprefix("sha256:")
-    if not re.fullmatch(r"[0-9a-f]{64}", hexpart):
-        raise StoreError(f"not a key: {key!r}")
-    return hexpart
-
-
-@contextlib.contextmanager
-def _flocked(path: Path, on_wait: Callable[[], None] | None = None) -> Iterator[None]:
-    """Hold an exclusive ``flock`` on ``path`` (created if absent). ``on_wait``: called once if busy."""
-    with open(path, "a+b") as fh:
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            if on_wait is not None:
-                on_wait()
-            fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
-
-
-def _hostname() -> str:
-    """This machine's name, as ``socket.gethostname()`` gives it (without that module's imports)."""
-    return os.uname().nodename
-
-
-def iso(ts: float) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
-
-
-def atomic_write(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that readers see the old file or the new one, never a part."""
-    import tempfile  # imported here: a hit writes nothing
-
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600; a shared CI cache dir wants the usual mode
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(path: Path) -> None:
-    with contextlib.suppress(OSError):
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
 
 
 class _HashingWriter:
@@ -166,10 +106,10 @@ class DirectoryStore:
         return self.base / name
 
     def archive_path(self, key: str) -> Path:
-        return self._dir("objects") / f"{_hex(key)}.tar.zst"
+        return self._dir("objects") / f"{key_hex(key)}.tar.zst"
 
     def meta_path(self, key: str) -> Path:
-        return self._dir("meta") / f"{_hex(key)}.json"
+        return self._dir("meta") / f"{key_hex(key)}.json"
 
     def ensure(self) -> None:
         """Create the layout and remove what killed writers left behind."""
@@ -193,11 +133,11 @@ class DirectoryStore:
     def lock(self, key: str, on_wait: Callable[[], None] | None = None) -> Iterator[None]:
         """Hold the key's lock. ``on_wait`` is called once if another process holds it."""
         self.ensure()
-        with _flocked(self._dir("locks") / f"{_hex(key)}.lock", on_wait):
+        with flocked(self._dir("locks") / f"{key_hex(key)}.lock", on_wait):
             yield
 
     def _try_lock(self, key: str) -> IO[bytes] | None:
-        fh = open(self._dir("locks") / f"{_hex(key)}.lock", "a+b")  # noqa: SIM115
+        fh = open(self._dir("locks") / f"{key_hex(key)}.lock", "a+b")  # noqa: SIM115
         try:
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -207,7 +147,7 @@ class DirectoryStore:
 
     # --- reading --------------------------------------------------------------------------------------
     def get(self, key: str) -> Entry | None:
-        path = self._dir("meta") / f"{_hex(key)}.json"
+        path = self._dir("meta") / f"{key_hex(key)}.json"
         try:
             data = json.loads(path.read_text())
         except FileNotFoundError:
@@ -262,7 +202,7 @@ class DirectoryStore:
                 raise CorruptEntry(f"archive of {entry.key[:19]} does not match its digest; entry removed")
 
         try:
-            yield _read_ahead(chunks())
+            yield read_ahead(chunks())
         finally:
             fh.close()
 
@@ -300,7 +240,7 @@ class DirectoryStore:
             # An old record must never vouch for the new archive, not even for a moment (--rebuild).
             self.meta_path(key).unlink(missing_ok=True)
             os.replace(tmp_path, self.archive_path(key))
-            _fsync_dir(self._dir("objects"))
+            fsync_dir(self._dir("objects"))
             now = time.time()
             entry = Entry(
                 key=key,
@@ -335,7 +275,7 @@ class DirectoryStore:
     def temp_path(self, key: str, label: str) -> Path:
         """A fresh temp file name in the store, recognisable as this process's if it is left behind."""
         self.ensure()
-        name = f"{_hex(key)}~{_hostname()}~{os.getpid()}~{os.urandom(4).hex()}~{label}.partial"
+        name = f"{key_hex(key)}~{hostname()}~{os.getpid()}~{os.urandom(4).hex()}~{label}.partial"
         return self._dir("tmp") / name
 
     def remove(self, key: str) -> None:
@@ -344,57 +284,11 @@ class DirectoryStore:
             with contextlib.suppress(FileNotFoundError):
                 path.unlink()
 
-    # --- last builds, for `key --why` ---------------------------------------------------------------------
-    def _target_path(self, target_id: str) -> Path:
-        safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", target_id)
-        return self._dir("targets") / f"{safe}.json"
-
-    def record_build(self, target_id: str, key: str, manifest: dict[str, Any]) -> None:
-        """Keep a target's manifest, and beside it its key alone: a hit reads only the key (a large
-        context's manifest is megabytes of JSON). The key file goes first and comes back last, under
-        the target's lock, so it never names a manifest that is not there."""
-        self.ensure()
-        manifest_path = self._target_path(target_id)
-        key_path = manifest_path.with_suffix(".key")
-        data = {"target": target_id, "key": key, "recorded": time.time(), "manifest": manifest}
-        with _flocked(manifest_path.with_suffix(".lock")):
-            key_path.unlink(missing_ok=True)
-            atomic_write(manifest_path, json.dumps(data, sort_keys=True).encode())
-            atomic_write(key_path, key.encode())
-
-    def last_build_key(self, target_id: str) -> str | None:
-        """The key of the manifest :meth:`record_build` kept for a target, without reading it."""
-        try:
-            return self._target_path(target_id).with_suffix(".key").read_text()
-        except (OSError, UnicodeDecodeError):
-            return None
-
-    def last_build(self, target_id: str) -> dict[str, Any] | None:
-        try:
-            data = json.loads(self._target_path(target_id).read_text())
-        except (OSError, ValueError):
-            return None
-        return data if isinstance(data, dict) else None
-
-    # --- test runs that passed, for `test --skip-passed` -------------------------------------------------
-    def record_pass(self, fingerprint: str, info: dict[str, Any]) -> None:
-        self.ensure()
-        atomic_write(
-            self._dir("passes") / f"{_hex(fingerprint)}.json", json.dumps(info, sort_keys=True).encode()
-        )
-
-    def passed(self, fingerprint: str) -> dict[str, Any] | None:
-        try:
-            data = json.loads((self._dir("passes") / f"{_hex(fingerprint)}.json").read_text())
-        except (OSError, ValueError):
-            return None
-        return data if isinstance(data, dict) else None
-
     # --- housekeeping -----------------------------------------------------------------------------------
     def clean_leftovers(self) -> list[Path]:
         """Remove temp files of dead writers and archives that no record points to."""
         removed: list[Path] = []
-        host = _hostname()
+        host = hostname()
         now = time.time()
         for path in self._dir("tmp").glob("*.partial"):
             parts = path.name.split("~")
@@ -403,7 +297,7 @@ class DirectoryStore:
                 age = now - path.stat().st_mtime
             except (IndexError, ValueError, OSError):
                 continue
-            if (mine and not _alive(pid)) or age > STALE_SECONDS:
+            if (mine and not alive(pid)) or age > STALE_SECONDS:
                 with contextlib.suppress(OSError):
                     path.unlink()
                     removed.append(path)
@@ -470,56 +364,3 @@ class DirectoryStore:
                 finally:
                     held.close()
         return doomed
-
-
-def _read_ahead(chunks: Iterator[bytes], depth: int = 8) -> Iterator[bytes]:
-    """Run ``chunks`` in a thread of its own, a few chunks ahead of the consumer.
-
-    Decompressing and hashing (which release the GIL) then overlap with the consumer's writes into
-    ``docker load``, instead of taking turns with them.
-    """
-    import queue
-    import threading
-
-    done = object()
-    buffer: queue.Queue[object] = queue.Queue(maxsize=depth)
-    stop = threading.Event()
-
-    def produce() -> None:
-        try:
-            for chunk in chunks:
-                if stop.is_set():
-                    return
-                buffer.put(chunk)
-            buffer.put(done)
-        except BaseException as exc:  # handed to the consumer, raised there  # noqa: BLE001
-            buffer.put(exc)
-
-    worker = threading.Thread(target=produce, name="stagecache-read-ahead", daemon=True)
-    worker.start()
-    try:
-        while True:
-            item = buffer.get()
-            if item is done:
-                return
-            if isinstance(item, BaseException):
-                raise item
-            assert isinstance(item, bytes)
-            yield item
-    finally:
-        stop.set()
-        while worker.is_alive():  # unblock a producer waiting on a full buffer
-            try:
-                buffer.get_nowait()
-            except queue.Empty:
-                worker.join(0.01)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

@@ -1,0 +1,105 @@
+"""The directory store as an image tier: a hit streams the archive into ``docker load``; publishing
+saves the daemon's image, thinned of its base layers, into a new entry."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
+
+from ..engine.base import Engine
+from ..errors import CommandError, StoreError
+from ..key.digest import canonical
+from ..progress import Reporter
+from .directory import CorruptEntry, DirectoryStore
+from .tiers import Found, Publish
+
+
+class DirectoryTier:
+    """A :class:`DirectoryStore` (a CI cache directory, or the user's cache) as the tier after the daemon."""
+
+    name = "store"
+    writable = True
+
+    def __init__(self, store: DirectoryStore, engine: Engine, reporter: Reporter) -> None:
+        self.store = store
+        self.engine = engine
+        self.reporter = reporter
+
+    def has(self, key: str) -> bool:
+        entry = self.store.get(key)
+        if entry is not None:
+            self.store.touch(entry)
+        return entry is not None
+
+    def lock(self, key: str, on_wait: Callable[[], None] | None = None) -> AbstractContextManager[None]:
+        return self.store.lock(key, on_wait)
+
+    def fetch(self, key: str, ref: str, target: str) -> Found | None:
+        entry = self.store.get(key)
+        if entry is None:
+            return None
+        self.reporter.step(target, f"loading from the store ({entry.archive_bytes / 1e6:.0f} MB)")
+        try:
+            with self.store.open_archive(entry) as chunks:
+                self.engine.load(self._counted(chunks, "load", entry.image_bytes))
+        except CorruptEntry as exc:
+            self.reporter.warn(f"{target}: {exc}; rebuilding")
+            return None
+        except CommandError as exc:  # e.g. a base layer gone from the daemon since the key was computed
+            self.reporter.warn(f"{target}: docker load failed ({exc}); rebuilding")
+            return None
+        info = self.engine.image_inspect(ref)
+        if info is None or info.id != entry.image_id:
+            # The load tagged what the archive holds with the key's tag (the daemon tier had missed it):
+            # untag it, or the next look in the daemon would take it for the key's image.
+            self.engine.remove_image(ref)
+            self.store.remove(key)
+            self.reporter.warn(f"{target}: the store's archive did not hold {ref}; entry removed, rebuilding")
+            return None
+        self.store.touch(entry)
+        return Found(info.id, info.repo_tags)
+
+    def publish(self, item: Publish) -> bool:
+        self.reporter.step(item.target, "saving into the store")
+        import tarfile  # only a save needs it
+
+        from . import archive
+
+        shared = {"shared_layers": 0, "layers": 0}
+
+        def feed(sink: Callable[[bytes], None]) -> int:
+            done = 0
+
+            def counted(data: bytes) -> None:
+                nonlocal done
+                done += len(data)
+                sink(data)
+                self.reporter.transfer("save", done, None)
+
+            # Layers of the base images are in every daemon that can compute this key: keep them out.
+            thin = archive.write_thin(saved, counted, item.base_layers)
+            shared.update(shared_layers=thin.shared_layers, layers=thin.layers)
+            self.reporter.transfer("save", thin.bytes, thin.bytes)
+            return thin.bytes
+
+        manifest_digest = hashlib.sha256(canonical(item.manifest)).hexdigest()
+        saved = self.store.temp_path(item.key, "tar")
+        try:
+            self.engine.save_file(item.ref, saved)
+            self.store.put(item.key, feed, target=item.target, repository=item.repository,
+                           image_id=item.image_id, manifest_sha256=manifest_digest, extra=shared)  # fmt: skip
+        except (StoreError, CommandError, OSError, ValueError, KeyError, tarfile.TarError) as exc:
+            self.reporter.warn(f"{item.target}: not stored: {exc}")
+            return False
+        finally:
+            saved.unlink(missing_ok=True)
+        return True
+
+    def _counted(self, chunks: Iterator[bytes], label: str, total: int | None) -> Iterator[bytes]:
+        done = 0
+        for chunk in chunks:
+            done += len(chunk)
+            self.reporter.transfer(label, done, total)
+            yield chunk
+        self.reporter.transfer(label, total or done, total or done)
