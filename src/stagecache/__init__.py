@@ -20,11 +20,11 @@ _EXPORTS = {
     "ExitCode": "errors",
     "StagecacheError": "errors",
     "StoreError": "errors",
-    "Settings": "project.config",
-    "Target": "project.config",
+    "Settings": "project.settings",
+    "Target": "project.settings",
     "Docker": "engine.docker",
     "Inputs": "key.inputs",
-    "TargetSpec": "key.inputs",
+    "TargetSpec": "key.spec",
     "collect": "key.inputs",
     "compute_key": "key.digest:compute",
     "diff_manifests": "key.digest:diff",
@@ -81,6 +81,7 @@ if TYPE_CHECKING:
     )
     from .key.digest import compute as compute_key
     from .key.digest import diff as diff_manifests
-    from .key.inputs import Inputs, TargetSpec, collect
-    from .project.config import Settings, Target
+    from .key.inputs import Inputs, collect
+    from .key.spec import TargetSpec
+    from .project.settings import Settings, Target
     from .store.directory import DirectoryStore

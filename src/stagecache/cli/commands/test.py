@@ -1,0 +1,69 @@
+"""``stagecache test`` and ``stagecache run``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from contextlib import nullcontext
+from pathlib import Path
+
+from ...project import choose
+from ...project.values import parse_assignments
+from ...testpass import Skipped, TestRequest, run_tests
+from ...testrun import HostNetwork, TestOutcome, TestRunner
+from ..context import Context
+from ..render import children_to_stderr, dump_json
+
+
+def test(args: argparse.Namespace, ctx: Context) -> int:
+    app = ctx.app()
+    use_store = not args.no_store
+    runner = TestRunner(docker=app.engine, resolver=app.resolver(use_store=use_store), reporter=ctx.reporter)
+    target = choose.test_service(app.settings, args.service)
+    request = TestRequest(
+        extra_args=args.extra,
+        results=Path(args.results).resolve() if args.results else None,
+        wait_timeout=args.wait_timeout,
+        env=parse_assignments(args.env or [], "-e"),
+        network=HostNetwork(host_network=args.network_host, add_hosts=args.add_host or ()),
+        skip_passed=args.skip_passed,
+        tty=sys.stdin.isatty() and sys.stdout.isatty() and not args.json,
+    )
+    # With --json, stdout carries the JSON alone: the tests' own output goes to stderr.
+    with children_to_stderr(ctx.out) if args.json else nullcontext():
+        outcome = run_tests(runner, app.settings, target, request, app.records() if use_store else None)
+    if args.json:
+        dump_json(outcome_json(outcome), ctx.out)
+    elif isinstance(outcome, Skipped):
+        print(f"{outcome.service}: skipped: passed on {outcome.passed_on} with the same images, services, "
+              "arguments and environment (--skip-passed)", file=ctx.out)  # fmt: skip
+    else:
+        verdict = "passed" if outcome.exit_code == 0 else f"failed (exit {outcome.exit_code})"
+        junit = f", report {outcome.junit}" if outcome.junit else ""
+        print(f"{outcome.service}: tests {verdict} in {outcome.seconds:.1f}s{junit}", file=ctx.out)
+    return 0 if isinstance(outcome, Skipped) else outcome.exit_code
+
+
+def outcome_json(outcome: TestOutcome | Skipped) -> dict[str, object]:
+    """The same keys for a run and a skip; what does not apply is null."""
+    if isinstance(outcome, Skipped):
+        return {"service": outcome.service, "outcome": "skipped", "exit_code": 0, "seconds": None,
+                "junit": None, "project": None, "images": [], "passed_on": outcome.passed_on}  # fmt: skip
+    return {
+        "service": outcome.service,
+        "outcome": "passed" if outcome.exit_code == 0 else "failed",
+        "exit_code": outcome.exit_code,
+        "seconds": round(outcome.seconds, 3),
+        "junit": str(outcome.junit) if outcome.junit else None,
+        "project": outcome.project,
+        "images": [r.as_json() for r in outcome.images],
+        "passed_on": None,
+    }
+
+
+def run(args: argparse.Namespace, ctx: Context) -> int:
+    app = ctx.app()
+    target = choose.run_service(app.settings, args.service)
+    resolver = app.resolver(use_store=not args.no_store)
+    runner = TestRunner(docker=app.engine, resolver=resolver, reporter=ctx.reporter)
+    return runner.serve(app.settings, target.name)
