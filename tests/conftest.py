@@ -8,8 +8,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from stagecache.engine.docker import LABEL_PREFIX, Docker
+from stagecache.engine.docker import Docker
 from stagecache.errors import EngineError
+from stagecache.refs import LABEL_PREFIX
 
 TEST_LABEL = f"{LABEL_PREFIX}.test"
 

@@ -21,10 +21,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from stagecache.app import resolver_for
 from stagecache.build import Resolver
 from stagecache.engine.docker import Docker
-from stagecache.key.inputs import TargetSpec
-from stagecache.project.config import Target
+from stagecache.key.spec import TargetSpec
+from stagecache.project.settings import Target
 
 DOCKERFILE = """\
 FROM scratch AS lib
@@ -196,7 +197,7 @@ def run(docker: Docker, seed: int, mutations: int, repository: str) -> Tally:
         root.mkdir()
         generate(root, rng)
         spec = TargetSpec(name="target", context=root, dockerfile=root / "Dockerfile", stage="target")
-        resolver = Resolver(docker=docker, store=None)
+        resolver = resolver_for(docker, store=None)
         target = Target(spec=spec, repository=repository)
         previous = _state(resolver, docker, target, repository, tmp)
         for _ in range(mutations):

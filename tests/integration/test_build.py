@@ -14,10 +14,10 @@ from typing import Any
 
 import pytest
 
-from stagecache.build import Resolver
+from stagecache.app import resolver_for
 from stagecache.engine.docker import Docker
-from stagecache.key.inputs import TargetSpec
-from stagecache.project.config import Target
+from stagecache.key.spec import TargetSpec
+from stagecache.project.settings import Target
 from stagecache.store.directory import DirectoryStore
 
 DOCKERFILE = """\
@@ -101,7 +101,7 @@ def test_miss_then_daemon_hit_then_store_hit(
 ) -> None:
     store = DirectoryStore(tmp_path / "store")
     docker = Recording()
-    resolver = Resolver(docker=docker, store=store)
+    resolver = resolver_for(docker, store=store)
     target = target_of(project, run_id)
 
     first = resolver.resolve(target, quiet_build=True)
@@ -120,7 +120,7 @@ def test_miss_then_daemon_hit_then_store_hit(
     assert tagged.id == first.image_id
 
     remove_from_daemon(engine, first.image_id)
-    third = Resolver(docker=docker, store=store).resolve(target, quiet_build=True)
+    third = resolver_for(docker, store=store).resolve(target, quiet_build=True)
     assert third.outcome == "store"
     assert third.image_id == first.image_id
     assert docker.calls == ["load"]
@@ -130,7 +130,7 @@ def test_miss_then_daemon_hit_then_store_hit(
 def test_change_in_copied_file_builds_again(
     engine: Docker, project: Path, run_id: str, tmp_path: Path
 ) -> None:
-    resolver = Resolver(docker=engine, store=DirectoryStore(tmp_path / "store"))
+    resolver = resolver_for(engine, store=DirectoryStore(tmp_path / "store"))
     prod, dev = target_of(project, run_id, "prod"), target_of(project, run_id, "dev")
     first_prod, first_dev = resolver.resolve(prod, quiet_build=True), resolver.resolve(dev, quiet_build=True)
     (project / "tests/test_app.py").write_text("def test(): assert True\n")
@@ -147,7 +147,7 @@ def test_corrupt_archive_is_removed_and_rebuilt(
 ) -> None:
     store = DirectoryStore(tmp_path / "store")
     target = target_of(project, run_id)
-    first = Resolver(docker=engine, store=store).resolve(target, quiet_build=True)
+    first = resolver_for(engine, store=store).resolve(target, quiet_build=True)
     archive = store.archive_path(first.key)
     data = bytearray(archive.read_bytes())
     data[len(data) // 2] ^= 0xFF
@@ -166,7 +166,7 @@ def test_corrupt_archive_is_removed_and_rebuilt(
         def transfer(self, label: str, done: int, total: int | None) -> None:
             pass
 
-    again = Resolver(docker=engine, store=store, reporter=Collect()).resolve(target, quiet_build=True)
+    again = resolver_for(engine, store=store, reporter=Collect()).resolve(target, quiet_build=True)
     assert again.outcome == "built"
     assert any("damaged" in w or "digest" in w for w in warnings), warnings
     entry = store.get(first.key)
@@ -178,11 +178,11 @@ def test_corrupt_archive_is_removed_and_rebuilt(
 def test_truncated_archive_is_rebuilt(engine: Docker, project: Path, run_id: str, tmp_path: Path) -> None:
     store = DirectoryStore(tmp_path / "store")
     target = target_of(project, run_id)
-    first = Resolver(docker=engine, store=store).resolve(target, quiet_build=True)
+    first = resolver_for(engine, store=store).resolve(target, quiet_build=True)
     archive = store.archive_path(first.key)
     archive.write_bytes(archive.read_bytes()[: archive.stat().st_size // 3])
     remove_from_daemon(engine, first.image_id)
-    again = Resolver(docker=engine, store=store).resolve(target, quiet_build=True)
+    again = resolver_for(engine, store=store).resolve(target, quiet_build=True)
     assert again.outcome == "built"
     assert store.verify() == []
 
@@ -247,7 +247,7 @@ def test_sigkill_during_save_leaves_no_archive(engine: Docker, tmp_path: Path, r
 def test_images_prune_keeps_the_newest_key_tags_per_target(
     engine: Docker, project: Path, run_id: str, tmp_path: Path
 ) -> None:
-    resolver = Resolver(docker=engine, store=None)
+    resolver = resolver_for(engine, store=None)
     target = target_of(project, run_id)
     refs = []
     for n in range(3):

@@ -84,7 +84,7 @@ def test_missing_dockerfile(engine: Docker, tmp_path: Path) -> None:
 
 def test_engine_not_reachable(project: Path) -> None:
     done = stagecache("build", "api", cwd=project, env={"DOCKER_HOST": "unix:///nonexistent/docker.sock"})
-    assert_usage_error(done, "Docker engine is not reachable", "ensure-engine")
+    assert_usage_error(done, "Docker engine is not reachable", "start Docker Engine")
 
 
 def test_store_not_writable(engine: Docker, project: Path) -> None:

@@ -2,7 +2,7 @@
 
 Each case builds ``FROM scratch`` + ``COPY . /`` from a context with a varied tree, reads the image's
 file list back through ``docker export`` and compares it, path by path, with what
-:func:`stagecache.key.context.walk` says BuildKit sends. The Dockerfile lives outside the context (``-f``),
+:func:`stagecache.key.walk.walk` says BuildKit sends. The Dockerfile lives outside the context (``-f``),
 with a ``Dockerfile.dockerignore`` beside it, and the context holds a decoy ``.dockerignore`` that would
 exclude everything: a pass also shows that BuildKit prefers the file beside the Dockerfile.
 """
@@ -18,8 +18,11 @@ from pathlib import Path
 
 import pytest
 
-from stagecache.engine.docker import LABEL_PREFIX, Docker, run
-from stagecache.key import context as ctx
+from stagecache.engine.docker import Docker
+from stagecache.key import ignore as ctx_ignore
+from stagecache.key import walk as ctx_walk
+from stagecache.process import run
+from stagecache.refs import LABEL_PREFIX
 
 pytestmark = pytest.mark.docker
 
@@ -92,9 +95,9 @@ def _make_tree(root: Path) -> None:
 
 
 def _expected(context: Path, dockerfile: Path) -> Seen:
-    rules = ctx.IgnoreRules.load(ctx.find_ignore_file(context, dockerfile))
+    rules = ctx_ignore.IgnoreRules.load(ctx_ignore.find_ignore_file(context, dockerfile))
     seen: Seen = {}
-    for e in ctx.walk(context, rules):
+    for e in ctx_walk.walk(context, rules):
         # A socket or device node is an empty regular file in the image; so is a file whose content
         # BuildKit refuses to read, as long as the engine's context cache has no copy of it.
         kind = "file" if e.kind == "special" else e.kind
@@ -229,7 +232,9 @@ def test_file_listed_but_refused_arrives_empty(tmp_path: Path, engine: Docker) -
     (context / ".dockerignore").write_text("*/*\n!**/*.txt\n**/*.md\n")
     dockerfile = tmp_path / "Dockerfile"
     dockerfile.write_text("FROM scratch\nCOPY . /\n")
-    walked = {e.path: e for e in ctx.walk(context, ctx.IgnoreRules.load(context / ".dockerignore"))}
+    walked = {
+        e.path: e for e in ctx_walk.walk(context, ctx_ignore.IgnoreRules.load(context / ".dockerignore"))
+    }
     assert walked["z/x/y.md/f.txt"].content_refused
     assert not walked["z/x/g.txt"].content_refused
     got = _built(context, dockerfile, engine)
@@ -244,7 +249,9 @@ def test_reinclude_then_broader_pattern_loses_content(tmp_path: Path, engine: Do
     (context / ".dockerignore").write_text("build\n!build/**\n**/build\n")
     dockerfile = tmp_path / "Dockerfile"
     dockerfile.write_text("FROM scratch\nCOPY . /\n")
-    walked = {e.path: e for e in ctx.walk(context, ctx.IgnoreRules.load(context / ".dockerignore"))}
+    walked = {
+        e.path: e for e in ctx_walk.walk(context, ctx_ignore.IgnoreRules.load(context / ".dockerignore"))
+    }
     assert walked["build/out/app.bin"].content_refused
     assert _built(context, dockerfile, engine)["build/out/app.bin"] == ("file", 0o644, 0, None)
 

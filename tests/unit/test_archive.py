@@ -5,7 +5,8 @@ import json
 import tarfile
 from pathlib import Path
 
-from stagecache.engine.docker import EngineAPI, split_tag
+from stagecache.engine.api import EngineAPI
+from stagecache.refs import split_tag
 from stagecache.store.archive import shared_prefix, write_thin
 
 

@@ -5,16 +5,18 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from stagecache.cli.main import main
+from stagecache.cli import main
 from stagecache.store.directory import DirectoryStore
 
 KEYS = ["sha256:" + c * 64 for c in "abc"]
+DATE = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ")
 
 
 def write_random(sink: Callable[[bytes], None]) -> int:
@@ -87,3 +89,59 @@ def test_store_options_before_or_after_the_action(store: Path, argv: list[str]) 
     code, out = cli(*(word.format(store=store) for word in argv))
     assert code == 0
     assert [e["key"] for e in json.loads(out)] == [KEYS[2], KEYS[1], KEYS[0]]
+
+
+def test_ls_json_dates_are_the_tables_dates(store: Path) -> None:
+    _, text = cli("store", "ls", "--store", str(store))
+    table_dates = [line.split()[-2:] for line in text.splitlines()[1:4]]
+    _, text = cli("store", "ls", "--json", "--store", str(store))
+    entries = json.loads(text)
+    assert [[e["created"], e["last_used"]] for e in entries] == table_dates
+    assert all(DATE.fullmatch(d) for pair in table_dates for d in pair)
+
+
+def test_prune_and_verify_json(store: Path) -> None:
+    code, text = cli("store", "prune", "--keep", "1", "--dry-run", "--json", "--store", str(store))
+    assert code == 0
+    data = json.loads(text)
+    assert data["dry_run"] is True
+    assert [e["target"] for e in data["removed"]] == ["t1", "t0"]
+    assert all(DATE.fullmatch(e["last_used"]) for e in data["removed"])
+    DirectoryStore(store).archive_path(KEYS[1]).write_bytes(b"garbage")
+    code, text = cli("store", "verify", "--json", "--store", str(store))
+    assert code == 1
+    data = json.loads(text)
+    assert data["ok"] == 2
+    assert [(d["target"], d["problem"]) for d in data["damaged"]] == [
+        ("t1", "archive does not match its recorded digest")
+    ]
+
+
+def test_project_dir_before_the_command_finds_the_projects_store(
+    store: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`stagecache -C DIR store ls`: the store named in DIR's pyproject.toml, from anywhere."""
+    monkeypatch.delenv("STAGECACHE_STORE", raising=False)
+    monkeypatch.setenv("STAGECACHE_CACHE_DIR", str(tmp_path / "cache"))  # the default store, for once empty
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "pyproject.toml").write_text(f'[tool.stagecache]\nstore = "{store}"\n')
+    monkeypatch.chdir(tmp_path)
+    for argv in (
+        ["-C", str(project), "store", "ls", "--json"],
+        ["store", "ls", "-C", str(project), "--json"],
+    ):
+        code, out = cli(*argv)
+        assert code == 0
+        assert [e["target"] for e in json.loads(out)] == ["t2", "t1", "t0"]
+    code, out = cli("store", "ls", "--json")  # without -C: not the project's store
+    assert json.loads(out) == []
+
+
+def test_store_takes_only_its_own_options(store: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    for option in (["--build-arg", "X=1"], ["--file", "Dockerfile"], ["--no-store"], ["--repository", "r"]):
+        code, _ = cli("store", "ls", "--store", str(store), *option)
+        assert code == 2
+        err = capsys.readouterr().err
+        assert err.startswith("usage: stagecache store ls ")
+        assert f"unrecognized arguments: {' '.join(option)}" in err

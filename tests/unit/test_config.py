@@ -5,7 +5,10 @@ from pathlib import Path
 import pytest
 
 from stagecache.errors import ConfigError
-from stagecache.project.config import parse_size, read_tool_table, split_image, targets_from_compose
+from stagecache.project.compose import targets_from_compose
+from stagecache.project.pyproject import read_tool_table
+from stagecache.project.values import parse_size
+from stagecache.refs import repository_of as split_image
 
 # The shape `docker compose config --format json` gives: contexts absolute, anchors and merges resolved.
 COMPOSE = {

@@ -9,13 +9,14 @@ from __future__ import annotations
 import os
 import random
 import stat
-import time
 from pathlib import Path
 
 import pytest
 
 from stagecache.errors import ConfigError
-from stagecache.key.context import Entry, IgnoreRules, compile_pattern, find_ignore_file, walk
+from stagecache.key.ignore import IgnoreRules, find_ignore_file
+from stagecache.key.patterns import compile_pattern
+from stagecache.key.walk import Entry, walk
 
 # (ignore-file text, path relative to the context, excluded?)
 EXCLUDED: list[tuple[str, str, bool]] = [
@@ -420,18 +421,18 @@ def test_walk_agrees_with_excluded(tmp_path: Path) -> None:
             assert walked[path].content_refused is rules.excluded_on_open(path), path
 
 
-def test_walk_is_fast(tmp_path: Path) -> None:
+def test_walk_of_a_large_tree(tmp_path: Path) -> None:
+    """Every file of 20,000, less those excluded (its speed is benchmarks/key_speed.py's business)."""
     for d in range(200):
         sub = tmp_path / f"pkg{d % 20}" / f"mod{d}"
         sub.mkdir(parents=True)
         for f in range(100):
             (sub / f"f{f}.py").touch()
     rules = IgnoreRules.parse("**/__pycache__\n*.pyc\n.git\nnode_modules\npkg1/**/f1*.py\n!pkg1/mod1/f1.py\n")
-    start = time.perf_counter()
     entries = walk(tmp_path, rules)
-    elapsed = time.perf_counter() - start
-    assert len(entries) > 20_000 - 200
-    assert elapsed < 1.0, f"walking 20,000 files took {elapsed:.2f} s"
+    # pkg1 holds mod1, mod21, ... mod181: 10 directories with f1.py and f10-f19.py each; !pkg1/mod1/f1.py
+    assert sum(e.kind == "file" for e in entries) == 20_000 - 10 * 11 + 1
+    assert sum(e.kind == "dir" for e in entries) == 20 + 200
 
 
 VOCABULARY = [

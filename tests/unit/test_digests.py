@@ -11,8 +11,11 @@ from pathlib import Path
 import pytest
 from blake3 import blake3
 
+from stagecache.key import files as key_files
+from stagecache.key.files import file_digest
 from stagecache.speed import digests
-from stagecache.speed.digests import DigestCache, file_digest
+from stagecache.speed.digests import DigestCache
+from tests.fakes import Images
 
 OLD = time.time() - 3600  # settled: older than the racy window
 
@@ -32,7 +35,7 @@ def hashed(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """
     monkeypatch.setattr(digests, "RACY_NS", 0)
     calls: list[str] = []
-    real = digests.file_digest
+    real = key_files.file_digest
 
     def counting(path: str, size: int = -1) -> str:
         calls.append(os.path.basename(path))
@@ -44,10 +47,10 @@ def hashed(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
 def _files(root: Path) -> list[tuple[str, bytes | None]]:
     rels = sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
-    return [(rel, digests.signature(os.lstat(root / rel))) for rel in rels]
+    return [(rel, key_files.signature(os.lstat(root / rel))) for rel in rels]
 
 
-@pytest.mark.parametrize("size", [0, 1, 4096, digests.THREADED + 1, digests.WHOLE + 3])
+@pytest.mark.parametrize("size", [0, 1, 4096, key_files.THREADED + 1, key_files.WHOLE + 3])
 def test_file_digest_is_blake3_of_the_content(tmp_path: Path, size: int) -> None:
     data = os.urandom(size)
     (tmp_path / "f").write_bytes(data)
@@ -229,7 +232,8 @@ def test_small_work_starts_no_helper(tmp_path: Path, monkeypatch: pytest.MonkeyP
 
 def test_deleted_files_are_forgotten(tmp_path: Path, hashed: list[str]) -> None:
     """Through the key's own path: the cache keeps only files the context still has."""
-    from stagecache.key.inputs import TargetSpec, collect
+    from stagecache.key.inputs import collect
+    from stagecache.key.spec import TargetSpec
 
     root, store = tmp_path / "ctx", tmp_path / "d.marshal"
     for name in ("keep.py", "gone.py", "also.py"):
@@ -239,7 +243,7 @@ def test_deleted_files_are_forgotten(tmp_path: Path, hashed: list[str]) -> None:
 
     def key_once() -> None:
         cache = DigestCache.open(root, store)
-        collect(spec, image_id=lambda ref: "scratch", platform="linux/amd64", digests=cache)
+        collect(spec, images=Images(lambda ref: "scratch"), platform="linux/amd64", digests=cache)
         cache.save()
 
     key_once()

@@ -6,7 +6,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import IO
 
-from stagecache.engine.docker import Completed, Compose, Docker, argv
+from stagecache.engine.base import Compose
+from stagecache.engine.docker import Docker, argv
+from stagecache.process import Completed
 
 
 class Recorder:

@@ -10,7 +10,9 @@ import pytest
 
 from stagecache.errors import DockerfileError
 from stagecache.key.digest import compute, diff
-from stagecache.key.inputs import TargetSpec, collect
+from stagecache.key.inputs import collect
+from stagecache.key.spec import TargetSpec
+from tests.fakes import Images
 
 DOCKERFILE = """\
 FROM python:3.11-slim AS base
@@ -50,7 +52,7 @@ def key_of(
     spec = TargetSpec(
         name=stage, context=root, dockerfile=root / "Dockerfile", stage=stage, build_args=args or {}
     )
-    return compute(collect(spec, image_id=lambda ref: image, platform="linux/amd64"))
+    return compute(collect(spec, images=Images(lambda ref: image), platform="linux/amd64"))
 
 
 @pytest.fixture
@@ -140,12 +142,12 @@ def test_build_args_count_only_when_declared(project: Path) -> None:
 
 def test_secret_args_count_but_are_redacted(project: Path) -> None:
     spec = TargetSpec("test", project, project / "Dockerfile", "test", {"TOKEN": "hunter2"})
-    found = collect(spec, image_id=lambda ref: "sha256:aaa", platform="linux/amd64")
+    found = collect(spec, images=Images(lambda ref: "sha256:aaa"), platform="linux/amd64")
     assert "hunter2" not in repr(found.public)
     assert found.public["args"]["TOKEN"].startswith("<redacted")
     other = TargetSpec("test", project, project / "Dockerfile", "test", {"TOKEN": "hunter3"})
     assert compute(found) != compute(
-        collect(other, image_id=lambda ref: "sha256:aaa", platform="linux/amd64")
+        collect(other, images=Images(lambda ref: "sha256:aaa"), platform="linux/amd64")
     )
 
 
@@ -181,7 +183,11 @@ def test_source_excluded_by_dockerignore_is_not_found(project: Path) -> None:
 
 def test_remote_add_makes_the_target_uncacheable(tmp_path: Path) -> None:
     (tmp_path / "Dockerfile").write_text("FROM alpine\nADD https://example.com/x.tgz /x\n")
-    found = collect(TargetSpec("t", tmp_path, tmp_path / "Dockerfile"), image_id=lambda r: "x", platform="p")
+    found = collect(
+        TargetSpec("t", tmp_path, tmp_path / "Dockerfile"),
+        images=Images(lambda r: "x"),
+        platform="p",
+    )
     assert found.uncacheable
     assert "remote source" in found.uncacheable[0]
 
@@ -192,18 +198,18 @@ def test_bind_mount_sources_count(tmp_path: Path) -> None:
     )
     (tmp_path / "req.txt").write_text("a")
     spec = TargetSpec("t", tmp_path, tmp_path / "Dockerfile")
-    before = compute(collect(spec, image_id=lambda r: "x", platform="p"))
+    before = compute(collect(spec, images=Images(lambda r: "x"), platform="p"))
     (tmp_path / "req.txt").write_text("b")
-    assert compute(collect(spec, image_id=lambda r: "x", platform="p")) != before
+    assert compute(collect(spec, images=Images(lambda r: "x"), platform="p")) != before
 
 
 def test_diff_names_what_changed(project: Path) -> None:
     spec = TargetSpec("prod", project, project / "Dockerfile", "prod")
-    old = collect(spec, image_id=lambda r: "sha256:aaa", platform="linux/amd64").public
+    old = collect(spec, images=Images(lambda r: "sha256:aaa"), platform="linux/amd64").public
     (project / "src/app/main.py").write_text("changed\n")
     (project / "src/app/new.py").write_text("new\n")
     (project / "src/app/__init__.py").unlink()
-    new = collect(spec, image_id=lambda r: "sha256:bbb", platform="linux/amd64").public
+    new = collect(spec, images=Images(lambda r: "sha256:bbb"), platform="linux/amd64").public
     lines = diff(old, new).lines()
     assert "+ src/app/new.py" in lines
     assert "- src/app/__init__.py" in lines
@@ -213,7 +219,7 @@ def test_diff_names_what_changed(project: Path) -> None:
 
 def test_diff_after_a_key_schema_change_says_so_instead_of_listing_every_file(project: Path) -> None:
     spec = TargetSpec("prod", project, project / "Dockerfile", "prod")
-    new = collect(spec, image_id=lambda r: "sha256:aaa", platform="linux/amd64").public
+    new = collect(spec, images=Images(lambda r: "sha256:aaa"), platform="linux/amd64").public
     old = {**new, "schema": new["schema"] - 1, "files": [[p, k, m, "0" * 64] for p, k, m, _ in new["files"]]}
     lines = diff(old, new).lines()
     assert len(lines) == 1
@@ -223,7 +229,7 @@ def test_diff_after_a_key_schema_change_says_so_instead_of_listing_every_file(pr
 def files_of(root: Path, dockerfile: str, stage: str | None = None) -> list[str]:
     (root / "Dockerfile").write_text(dockerfile)
     spec = TargetSpec("t", root, root / "Dockerfile", stage)
-    return [row[0] for row in collect(spec, image_id=lambda r: "x", platform="p").public["files"]]
+    return [row[0] for row in collect(spec, images=Images(lambda r: "x"), platform="p").public["files"]]
 
 
 def test_sources_use_the_values_in_force_at_their_line(tmp_path: Path) -> None:
@@ -262,7 +268,7 @@ def test_from_platform_target_name_and_syntax_directive_count(project: Path) -> 
     assert key_of(project) != before
     (project / "Dockerfile").write_text(DOCKERFILE)
     spec = TargetSpec("worker", project, project / "Dockerfile", "prod")
-    assert compute(collect(spec, image_id=lambda ref: "sha256:aaa", platform="linux/amd64")) != before
+    assert compute(collect(spec, images=Images(lambda ref: "sha256:aaa"), platform="linux/amd64")) != before
 
 
 def test_onbuild_triggers_of_a_base_image_count_the_whole_context(tmp_path: Path) -> None:
@@ -270,8 +276,8 @@ def test_onbuild_triggers_of_a_base_image_count_the_whole_context(tmp_path: Path
     (tmp_path / "a").write_text("a")
     (tmp_path / "b").write_text("b")
     spec = TargetSpec("t", tmp_path, tmp_path / "Dockerfile")
-    plain = collect(spec, image_id=lambda r: "x", platform="p")
-    triggered = collect(spec, image_id=lambda r: "x", platform="p", onbuild=lambda ref: ref == "onbuild-base")
+    plain = collect(spec, images=Images(lambda r: "x"), platform="p")
+    triggered = collect(spec, images=Images(lambda r: "x", onbuild={"onbuild-base"}), platform="p")
     assert [row[0] for row in plain.public["files"]] == ["a"]
     assert [row[0] for row in triggered.public["files"]] == ["Dockerfile", "a", "b"]
     assert triggered.public["onbuild"] == ["onbuild-base"]
@@ -282,6 +288,10 @@ def test_files_buildkit_will_not_send_are_warned_about(tmp_path: Path) -> None:
     (tmp_path / "z/x/y.md/f.txt").write_text("content")
     (tmp_path / ".dockerignore").write_text("*/*\n!**/*.txt\n**/*.md\n")
     (tmp_path / "Dockerfile").write_text("FROM alpine\nCOPY z /z\n")
-    found = collect(TargetSpec("t", tmp_path, tmp_path / "Dockerfile"), image_id=lambda r: "x", platform="p")
+    found = collect(
+        TargetSpec("t", tmp_path, tmp_path / "Dockerfile"),
+        images=Images(lambda r: "x"),
+        platform="p",
+    )
     assert len(found.warnings) == 1
     assert found.warnings[0].startswith("z/x/y.md/f.txt: BuildKit lists this file but will not send")

@@ -10,7 +10,9 @@ from pathlib import Path
 import pytest
 
 from stagecache.errors import StoreError
-from stagecache.store.directory import CorruptEntry, DirectoryStore, atomic_write
+from stagecache.store.directory import CorruptEntry, DirectoryStore
+from stagecache.store.files import atomic_write
+from stagecache.store.records import Records
 
 KEY_A = "sha256:" + "a" * 64
 KEY_B = "sha256:" + "b" * 64
@@ -140,7 +142,7 @@ def test_unwritable_store_is_a_clear_error(tmp_path: Path) -> None:
 
 
 def test_records_last_build(tmp_path: Path) -> None:
-    store = DirectoryStore(tmp_path)
+    store = Records(tmp_path / "v1")
     store.record_build("repo__t", KEY_A, {"files": []})
     last = store.last_build("repo__t")
     assert last is not None

@@ -142,7 +142,9 @@ def test_no_server(tmp_path: Path) -> None:
 
 
 def test_docker_falls_back_to_the_cli_when_version_is_not_json(tmp_path: Path) -> None:
-    from stagecache.engine.docker import Completed, Docker, EngineAPI
+    from stagecache.engine.api import EngineAPI
+    from stagecache.engine.docker import Docker
+    from stagecache.process import Completed
 
     class NotJson(_Handler):
         def do_GET(self) -> None:

@@ -1,0 +1,233 @@
+"""Fakes for unit tests of pure logic and state machines: no engine, no processes."""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import io
+import json
+import tarfile
+from collections.abc import Callable, Container, Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from stagecache.engine.base import Compose, EngineInfo, ImageInfo
+from stagecache.errors import CommandError
+from stagecache.process import Completed
+from stagecache.refs import is_key_ref, qualified, split_tag
+
+
+class Images:
+    """The key core's ImageIdentity: identities from a function, ONBUILD triggers for some refs."""
+
+    def __init__(self, image_id: Callable[[str], str] = str, onbuild: Container[str] = ()) -> None:
+        self._image_id = image_id
+        self._onbuild = onbuild
+
+    def image_id(self, ref: str) -> str:
+        return self._image_id(ref)
+
+    def onbuild(self, ref: str) -> bool:
+        return ref in self._onbuild
+
+
+FIXTURES = Path(__file__).parent / "fixtures" / "engine"
+
+
+def fixture(name: str) -> Any:
+    """A JSON file recorded from a real engine (see tests/fixtures/engine/README.md)."""
+    return json.loads((FIXTURES / name).read_text())
+
+
+class FakeEngine:
+    """An :class:`~stagecache.engine.base.Engine` in memory, for the resolver's state machine.
+
+    Images are ``docker image inspect`` JSON recorded from a real engine. A build makes a new image
+    whose ID is the digest of its config, as Docker computes it, so that ``save_file`` and ``load``
+    (which write and read the real ``docker save`` layout) give back the same ID. ``load`` refuses an
+    archive whose emptied (thinned) layers the engine does not have, as ``docker load`` does.
+    """
+
+    BASE = "python:3.11-slim"
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+        self.images: dict[str, dict[str, Any]] = {}  # image ID -> inspect JSON
+        self.tags: dict[str, str] = {}  # qualified reference -> image ID
+        self.layers: set[str] = set()  # diff IDs the engine has
+        self.on_build: Callable[[], None] | None = None  # runs while "BuildKit reads the context"
+        self.build_error = ""  # non-empty: builds fail with this log
+        self._template = fixture("image-inspect-key.json")[0]
+        base = fixture("image-inspect-base.json")[0]
+        self._add(base, [self.BASE])
+        self._version = fixture("version-20.10.json")
+        self.ps_answers = ["compose-ps-healthy.json"]
+
+    # --- images -------------------------------------------------------------------------------------
+    def _add(self, data: dict[str, Any], tags: Sequence[str]) -> str:
+        self.images[data["Id"]] = data
+        self.layers.update(data["RootFS"]["Layers"])
+        for tag in tags:
+            self.tags[qualified(tag)] = data["Id"]
+        return str(data["Id"])
+
+    def _id(self, ref: str) -> str | None:
+        return ref if ref in self.images else self.tags.get(qualified(ref))
+
+    def engine(self) -> EngineInfo:
+        v = self._version
+        return EngineInfo(v["Version"], f"{v['Os']}/{v['Arch']}", v["ApiVersion"])
+
+    def image_inspect(self, ref: str) -> ImageInfo | None:
+        self.calls.append("inspect")
+        image_id = self._id(ref)
+        if image_id is None:
+            return None
+        data = dict(self.images[image_id])
+        data["RepoTags"] = sorted(t for t, i in self.tags.items() if i == image_id)
+        return ImageInfo.from_inspect(data)
+
+    def tag(self, source: str, target: str) -> None:
+        self.calls.append("tag")
+        image_id = self._id(source)
+        assert image_id is not None, source
+        self.tags[qualified(target)] = image_id
+
+    def key_tagged(self) -> list[tuple[str, ImageInfo]]:
+        out = []
+        for ref in sorted(t for t in self.tags if is_key_ref(t)):
+            info = self.image_inspect(ref)
+            assert info is not None
+            out.append((ref, info))
+        return out
+
+    def pull(self, ref: str) -> Completed:
+        return Completed(["docker", "pull", ref], 1, "", "Error response from daemon: no registry here\n")
+
+    def untag(self, ref: str) -> bool:
+        return self.tags.pop(qualified(ref), None) is not None
+
+    def untag_repository(self, repository: str) -> None:
+        for ref in [t for t in self.tags if split_tag(t)[0] == repository]:
+            del self.tags[ref]
+
+    def remove_image(self, *refs: str, force: bool = False) -> None:
+        self.calls.append("rmi")
+        for ref in refs:
+            self.tags.pop(qualified(ref), None)
+
+    # --- building, saving, loading ------------------------------------------------------------------
+    def build(
+        self,
+        *,
+        context: Path,
+        dockerfile: Path,
+        target: str | None,
+        tags: Sequence[str],
+        build_args: Mapping[str, str],
+        labels: Mapping[str, str],
+        platform: str | None = None,
+        no_cache: bool = False,
+        quiet: bool = False,
+        iidfile: Path,
+    ) -> Completed:
+        self.calls.append("build")
+        if self.on_build is not None:
+            self.on_build()
+        if self.build_error:
+            return Completed(["docker", "buildx", "build"], 1, "", self.build_error)
+        data = copy.deepcopy(self._template)
+        data["Config"]["Labels"] = dict(labels)
+        base_layers = self.images[self.tags[qualified(self.BASE)]]["RootFS"]["Layers"]
+        content = hashlib.sha256(f"{context}:{dockerfile}:{target}:{sorted(labels.items())}".encode())
+        data["RootFS"]["Layers"] = [*base_layers, "sha256:" + content.hexdigest()]
+        data["Id"] = "sha256:" + hashlib.sha256(_config_bytes(data)).hexdigest()
+        iidfile.write_text(self._add(data, tags))
+        return Completed(["docker", "buildx", "build"], 0, "", "")
+
+    def save_file(self, image: str, path: Path) -> None:
+        self.calls.append("save")
+        image_id = self._id(image)
+        assert image_id is not None, image
+        data = self.images[image_id]
+        config = _config_bytes(data)
+        hexid = image_id.removeprefix("sha256:")
+        layer_paths = [f"{layer[7:19]}/layer.tar" for layer in data["RootFS"]["Layers"]]
+        manifest = [{"Config": f"{hexid}.json", "RepoTags": [image], "Layers": layer_paths}]
+        with tarfile.open(path, "w") as tar:
+            _add_member(tar, "manifest.json", json.dumps(manifest).encode())
+            _add_member(tar, f"{hexid}.json", config)
+            for layer, member in zip(data["RootFS"]["Layers"], layer_paths, strict=True):
+                _add_member(tar, member, layer.encode() * 64)
+
+    def load(self, chunks: Iterable[bytes]) -> str:
+        self.calls.append("load")
+        buffer = io.BytesIO(b"".join(chunks))
+        with tarfile.open(fileobj=buffer, mode="r:") as tar:
+            manifest = json.loads(_read(tar, "manifest.json"))[0]
+            config_bytes = _read(tar, manifest["Config"])
+            config = json.loads(config_bytes)
+            for layer, member in zip(config["rootfs"]["diff_ids"], manifest["Layers"], strict=True):
+                if tar.getmember(member).size == 0 and layer not in self.layers:
+                    raise CommandError(["docker", "load"], 1, f"layer {layer} does not exist")
+        data = copy.deepcopy(self._template)
+        data["Config"]["Labels"] = config["config"]["Labels"]
+        data["RootFS"]["Layers"] = config["rootfs"]["diff_ids"]
+        data["Id"] = "sha256:" + hashlib.sha256(config_bytes).hexdigest()
+        self._add(data, manifest["RepoTags"])
+        return f"Loaded image: {manifest['RepoTags'][0]}\n"
+
+    # --- containers and compose -------------------------------------------------------------------
+    # ``ps`` answers are played in order (the last one repeats): each a recorded compose-ps-*.json.
+    ps_answers: list[str]
+    up_error = ""  # non-empty: `compose up` fails with this stderr
+
+    def compose_config(self, files: Sequence[Path], project_dir: Path) -> dict[str, Any]:
+        data: dict[str, Any] = fixture("compose-config-fastapi.json")
+        return data
+
+    def compose(self, project: Compose, *args: str, capture: bool = True, check: bool = True) -> Completed:
+        self.calls.append("compose " + " ".join(args))
+        if args and args[0] == "up" and self.up_error:
+            return Completed(["docker", "compose", *args], 1, "", self.up_error)
+        return Completed(["docker", "compose", *args], 0, "", "")
+
+    def compose_ps(self, project: Compose) -> list[dict[str, Any]]:
+        name = self.ps_answers[0] if len(self.ps_answers) == 1 else self.ps_answers.pop(0)
+        lines = (FIXTURES / name).read_text().splitlines()
+        return [json.loads(line) for line in lines if line.strip()]
+
+    def health_log(self, container: str) -> str:
+        last = fixture("health-db.json")["Log"][-1]  # as Docker.health_log words it
+        return f"exit {last['ExitCode']}: {str(last['Output']).strip()}"
+
+    def project_leftovers(self, project_name: str) -> dict[str, list[str]]:
+        return {"containers": [], "networks": [], "volumes": []}
+
+    def remove_container(self, name: str) -> None:
+        self.calls.append("rm " + name)
+
+    def run_container(self, image: str, command: Sequence[str], options: Sequence[str]) -> int:
+        raise NotImplementedError
+
+    def capture_in(self, image: str, entrypoint: str, command: Sequence[str]) -> Completed:
+        raise NotImplementedError
+
+
+def _config_bytes(data: Mapping[str, Any]) -> bytes:
+    """The image config as ``docker save`` writes it; its sha256 is the image ID."""
+    config = {"config": {"Labels": data["Config"]["Labels"]}, "rootfs": {"type": "layers",
+              "diff_ids": data["RootFS"]["Layers"]}}  # fmt: skip
+    return json.dumps(config, sort_keys=True).encode()
+
+
+def _add_member(tar: tarfile.TarFile, name: str, data: bytes) -> None:
+    info = tarfile.TarInfo(name)
+    info.size = len(data)
+    tar.addfile(info, io.BytesIO(data))
+
+
+def _read(tar: tarfile.TarFile, name: str) -> bytes:
+    handle = tar.extractfile(name)
+    assert handle is not None, name
+    return handle.read()
