@@ -156,6 +156,8 @@ class FakeEngine:
         manifest = [{"Config": f"{hexid}.json", "RepoTags": [image], "Layers": layer_paths}]
         with tarfile.open(path, "w") as tar:
             _add_member(tar, "manifest.json", json.dumps(manifest).encode())
+            repository, tag = split_tag(image)  # the legacy name file docker save writes beside it
+            _add_member(tar, "repositories", json.dumps({repository: {tag: hexid}}).encode())
             _add_member(tar, f"{hexid}.json", config)
             for layer, member in zip(data["RootFS"]["Layers"], layer_paths, strict=True):
                 _add_member(tar, member, layer.encode() * 64)
@@ -174,8 +176,9 @@ class FakeEngine:
         data["Config"]["Labels"] = config["config"]["Labels"]
         data["RootFS"]["Layers"] = config["rootfs"]["diff_ids"]
         data["Id"] = "sha256:" + hashlib.sha256(config_bytes).hexdigest()
-        self._add(data, manifest["RepoTags"])
-        return f"Loaded image: {manifest['RepoTags'][0]}\n"
+        image_id = self._add(data, manifest.get("RepoTags") or ())
+        names = manifest.get("RepoTags") or ()
+        return "".join(f"Loaded image: {n}\n" for n in names) or f"Loaded image ID: {image_id}\n"
 
     # --- containers and compose -------------------------------------------------------------------
     # ``ps`` answers are played in order (the last one repeats): each a recorded compose-ps-*.json.

@@ -265,9 +265,44 @@ def test_the_build_record_follows_the_key(engine: FakeEngine, store: DirectorySt
     assert key_ref("app", second.key) == second.image
 
 
-def test_from_scratch_asks_the_engine_nothing(engine: FakeEngine, store: DirectoryStore, project: Path) -> None:
+def test_from_scratch_asks_the_engine_nothing(
+    engine: FakeEngine, store: DirectoryStore, project: Path
+) -> None:
     """``scratch`` is no image: neither its identity nor its ONBUILD triggers are looked up (or pulled)."""
     (project / "Dockerfile").write_text("FROM scratch AS dev\nCOPY app.py /app/\n")
     result = resolver(engine, store).resolve(target_in(project))
     assert result.outcome == "built"
     assert result.key.startswith("sha256:")
+
+
+def test_an_entry_from_another_checkout_loads_under_this_ones_name(
+    engine: FakeEngine, store: DirectoryStore, project: Path
+) -> None:
+    """A CI runner's checkout folder names the default repository; another folder must still hit."""
+    saved = resolver(engine, store).resolve(target_in(project))  # repository "app"
+    engine.remove_image(saved.image)
+    elsewhere = target_in(project)._replace(repository="other-folder-dev")
+
+    loaded = resolver(engine, store).resolve(elsewhere)
+    assert (loaded.outcome, loaded.image_id) == ("store", saved.image_id)
+    assert engine.image_inspect(loaded.image) is not None  # other-folder-dev:sc-<key>
+    assert engine.image_inspect(saved.image) is None  # the load applied no name of its own
+    assert store.get(saved.key) is not None  # and the entry is still there
+
+
+def test_archives_carry_no_image_names(engine: FakeEngine, store: DirectoryStore, project: Path) -> None:
+    import io
+    import json
+    import tarfile
+
+    import zstandard
+
+    saved = resolver(engine, store).resolve(target_in(project))
+    data = zstandard.ZstdDecompressor().decompressobj().decompress(store.archive_path(saved.key).read_bytes())
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+        handle = tar.extractfile("manifest.json")
+        assert handle is not None
+        manifest = json.loads(handle.read())
+        names = tar.getnames()
+    assert manifest[0]["RepoTags"] is None
+    assert "repositories" not in names

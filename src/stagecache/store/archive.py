@@ -5,6 +5,11 @@ daemon. So wherever a stored key can be loaded, the layers of its base image are
 ``docker load`` skips a layer whose chain it already has without reading its file. A thin archive
 keeps those layers' ``layer.tar`` members as empty files: an image on ``python:3.11-slim`` stores and
 loads its own layers only, not the 200-odd MB of the base it shares with every other entry.
+
+Archives carry no image names: ``manifest.json`` lists no ``RepoTags``, the legacy ``repositories``
+file is left out, and an OCI ``index.json`` loses its name annotations. A stored entry then belongs
+to no repository: a checkout with another folder name (another default repository) loads it and
+tags it with the name it asks for, and a load never moves a tag that stagecache did not ask for.
 """
 
 from __future__ import annotations
@@ -69,7 +74,11 @@ def write_thin(source: Path, sink: Callable[[bytes], None], bases: Sequence[Sequ
             skip = set(paths[:shared])
         with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as target:
             for member in tar:
-                if member.name in skip and member.isfile():
+                if member.name == "repositories":
+                    continue  # the legacy name file: names are not stored
+                if member.name in NAMED:
+                    _add_bytes(target, member, _without_names(member.name, _member(tar, member.name).read()))
+                elif member.name in skip and member.isfile():
                     empty = copy.copy(member)
                     empty.size = 0
                     target.addfile(empty, io.BytesIO(b""))
@@ -83,3 +92,28 @@ def _member(tar: tarfile.TarFile, name: str) -> io.BufferedReader:
     if handle is None:
         raise ValueError(f"{name} is not a file in the docker save archive")
     return handle  # type: ignore[return-value]
+
+
+# Members that name the image, and the annotations of an OCI index that do.
+NAMED = ("manifest.json", "index.json")
+NAME_ANNOTATIONS = ("io.containerd.image.name", "org.opencontainers.image.ref.name")
+
+
+def _without_names(name: str, data: bytes) -> bytes:
+    """``manifest.json`` without ``RepoTags``, ``index.json`` without name annotations."""
+    doc = json.loads(data)
+    if name == "manifest.json":
+        for image in doc:
+            image["RepoTags"] = None
+    else:
+        for manifest in doc.get("manifests") or ():
+            annotations = manifest.get("annotations") or {}
+            for key in NAME_ANNOTATIONS:
+                annotations.pop(key, None)
+    return json.dumps(doc, separators=(",", ":")).encode()
+
+
+def _add_bytes(target: tarfile.TarFile, member: tarfile.TarInfo, data: bytes) -> None:
+    rewritten = copy.copy(member)
+    rewritten.size = len(data)
+    target.addfile(rewritten, io.BytesIO(data))

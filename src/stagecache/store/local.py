@@ -49,16 +49,19 @@ class DirectoryTier:
         except CommandError as exc:  # e.g. a base layer gone from the daemon since the key was computed
             self.reporter.warn(f"{target}: docker load failed ({exc}); rebuilding")
             return None
-        info = self.engine.image_inspect(ref)
+        # Archives carry no names (archive.py): the image is found by the ID its record gives, then
+        # tagged with the name this checkout asks for, whatever repository the entry was saved from.
+        info = self.engine.image_inspect(entry.image_id)
         if info is None or info.id != entry.image_id:
-            # The load tagged what the archive holds with the key's tag (the daemon tier had missed it):
-            # untag it, or the next look in the daemon would take it for the key's image.
+            # An archive from before names were stripped may have tagged what it holds with the key's
+            # tag (the daemon tier had missed it): untag it, or the next look would take it for the key's.
             self.engine.remove_image(ref)
             self.store.remove(key)
             self.reporter.warn(f"{target}: the store's archive did not hold {ref}; entry removed, rebuilding")
             return None
+        self.engine.tag(info.id, ref)
         self.store.touch(entry)
-        return Found(info.id, info.repo_tags)
+        return Found(info.id, (*info.repo_tags, ref))
 
     def publish(self, item: Publish) -> bool:
         self.reporter.step(item.target, "saving into the store")
