@@ -13,13 +13,14 @@ finds the image instead of building it again.
 from __future__ import annotations
 
 import contextlib
+import re
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import NamedTuple
 
 from .engine.base import Engine
-from .errors import BuildError
+from .errors import BuildError, ConfigError
 from .key.inputs import Inputs
 from .keying import Keyer
 from .progress import Reporter, Silent
@@ -218,10 +219,15 @@ class Resolver:
         return list(tags)
 
 
+# Stage names that say "this is what ships": the commit-SHA tag without a suffix goes to such a target.
+PROD_STAGES = ("prod", "production", "release", "runtime", "final")
+
+
 def build_targets(
     resolver: Resolver,
     targets: Sequence[Target],
     *,
+    siblings: Sequence[Target] = (),
     extra_tags: Sequence[str] = (),
     commit: CommitProbe | None = None,
     rebuild: bool = False,
@@ -230,12 +236,15 @@ def build_targets(
     on_result: Callable[[Result], None] = lambda result: None,
 ) -> list[Result]:
     """``stagecache build``: each target through the resolver, tagged as :func:`tags_for` says; the
-    commit probe (git, run beside the keys) is closed at the end, also on a failed build."""
-    results = []
+    commit probe (git, run beside the keys) is closed at the end, also on a failed build.
+    ``siblings``: every target of the project (default: ``targets``), for the commit-tag rule."""
+    siblings = siblings or targets
     try:
+        check_tags_unique(targets, extra_tags)
+        results = []
         for target in targets:
-            result = resolver.resolve(target, tags=tags_for(target, extra_tags, commit), rebuild=rebuild,
-                                      save=save, quiet_build=quiet)  # fmt: skip
+            tags = tags_for(target, extra_tags, commit, siblings)
+            result = resolver.resolve(target, tags=tags, rebuild=rebuild, save=save, quiet_build=quiet)
             on_result(result)
             results.append(result)
     finally:
@@ -244,14 +253,45 @@ def build_targets(
     return results
 
 
-def tags_for(target: Target, given: Sequence[str], commit: CommitProbe | None) -> Callable[[], list[str]]:
-    """The tags a target's image gets besides its key tag: ``--tag``, the commit SHA, compose's
-    ``image:``. Asked for once the image is there, so that git has had the key's time to answer."""
+def check_tags_unique(targets: Sequence[Target], extra_tags: Sequence[str]) -> None:
+    """No tag may land on two targets: the later build would take it from the earlier one silently."""
+    if extra_tags and len(targets) > 1:
+        names = ", ".join(t.name for t in targets)
+        raise ConfigError(f"--tag names one image, but {len(targets)} targets are built ({names}): build one")
+    owners: dict[str, str] = {}
+    for target in targets:
+        if target.image:
+            tag = qualified(target.image)
+            if tag in owners:
+                raise ConfigError(
+                    f"targets {owners[tag]!r} and {target.name!r} both name the image {target.image!r}: "
+                    "give each service its own `image:` (or tag)"
+                )
+            owners[tag] = target.name
+
+
+def commit_tag(target: Target, siblings: Sequence[Target], sha: str) -> str:
+    """``<repository>:<sha>`` for the target that ships (the only target of its repository, or the one
+    built for a prod stage); ``<repository>:<sha>-<stage>`` for every other, so that a CI job pushing
+    ``<repository>:<sha>`` never ships the dev image."""
+    same = [t for t in siblings if t.repository == target.repository] or [target]
+    shipping = [t for t in same if (t.spec.stage or "").lower() in PROD_STAGES]
+    if same == [target] or shipping == [target]:
+        return f"{target.repository}:{sha}"
+    suffix = re.sub(r"[^a-z0-9_.-]+", "-", (target.spec.stage or target.name).lower()).strip(".-") or "target"
+    return f"{target.repository}:{sha}-{suffix}"[: len(target.repository) + 1 + 128]
+
+
+def tags_for(
+    target: Target, given: Sequence[str], commit: CommitProbe | None, siblings: Sequence[Target] = ()
+) -> Callable[[], list[str]]:
+    """The tags a target's image gets besides its key tag: ``--tag``, the commit SHA (:func:`commit_tag`),
+    compose's ``image:``. Asked for once the image is there, so that git has had the key's time to answer."""
 
     def tags() -> list[str]:
         wanted = list(given)
         if commit is not None and (sha := commit.result()):
-            wanted.append(f"{target.repository}:{sha}")
+            wanted.append(commit_tag(target, siblings or [target], sha))
         if target.image:
             wanted.append(target.image)
         return wanted

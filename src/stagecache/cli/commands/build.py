@@ -106,7 +106,8 @@ def build(args: argparse.Namespace, ctx: Context) -> int:
                   + " ".join(result.tags), file=ctx.out)  # fmt: skip
             ctx.out.flush()
 
-    results = build_targets(resolver, targets, extra_tags=args.tag or [], commit=commit, rebuild=args.rebuild,
+    results = build_targets(resolver, targets, siblings=list(settings.targets.values()),
+                            extra_tags=args.tag or [], commit=commit, rebuild=args.rebuild,
                             save=not args.no_store, quiet=args.quiet, on_result=report)  # fmt: skip
     if not args.no_store:
         for entry in app.enforce_store_limit():
