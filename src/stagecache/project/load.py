@@ -66,7 +66,11 @@ def targets_from_dockerfile(
     for stage in parsed.stages:
         if stage.name is None and stage is not parsed.stages[-1]:
             continue
-        repo = repository or default_repository(root.resolve().name, stage.label)
+        # Two Dockerfiles of one project may both have a stage "dev" (or an unnamed last one): the
+        # Dockerfile's own name, where it is not the default, keeps their repositories (and so their
+        # build records) apart.
+        named = "" if dockerfile.name == "Dockerfile" else f"{dockerfile.name}-"
+        repo = repository or default_repository(root.resolve().name, f"{named}{stage.label}")
         spec = TargetSpec(name=stage.label, context=context, dockerfile=dockerfile, stage=stage.name)
         out[stage.label] = Target(spec=spec, repository=repo)
     return out, parsed.stages[-1].label
