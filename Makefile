@@ -4,7 +4,8 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: test demo lint typecheck unit integration engine images bench clean-venv
+.PHONY: test demo lint typecheck unit integration integration-containerd integration-legacy engine \
+        images lanes-stop ci bench clean-venv
 
 test: lint typecheck engine images
 	$(BIN)/pytest
@@ -32,7 +33,22 @@ unit: $(STAMP)
 integration: $(STAMP) engine images
 	$(BIN)/pytest tests/integration
 
-# A Docker engine with BuildKit and Compose (installs Debian's engine when none answers; needs root then).
+# The integration suite on an extra engine lane (scripts/ensure-engine --lane; started when it does not
+# run, with the stand-in images copied in): containerd = Docker 26.1 with the containerd image store,
+# legacy = Debian bookworm's Docker 20.10. Each lane is a dockerd of its own beside the default one.
+integration-containerd integration-legacy: integration-%: $(STAMP) engine images
+	@host=$$(bash scripts/ensure-engine --lane $*) && echo "$$host" && env "$$host" $(BIN)/pytest tests/integration
+
+# Stop the extra lanes' engines (never the default one) and remove their bridges and iptables rules.
+lanes-stop:
+	bash scripts/ensure-engine --stop
+
+# What CI runs: make test and make demo on the default engine, then the integration suite on each lane.
+ci:
+	bash .ci/run
+
+# A Docker engine with BuildKit and Compose (when none answers: installs Docker 26.1 from Debian
+# trixie and starts it; needs root then).
 engine:
 	bash scripts/ensure-engine
 
