@@ -119,16 +119,18 @@ class Resolver:
                 hit = self._fetch(target, key, ref)
                 if hit is not None:
                     return finish(hit[0].name, hit[1].image_id, False, hit[1].repo_tags)
-            image_id = self._build(target, key, ref, quiet_build)
+            image_id = self._build(target, key, quiet_build)
+            # The key's tag only now, after the check: a build the context changed under keeps the tags
+            # asked for but not the key's (the next run builds again), and a build whose stagecache was
+            # killed meanwhile (its BuildKit client dies with it) never names an image with a key.
             changed = cacheable and self._changed_during_build(target, key)
             stored = False
-            if save and cacheable and not changed:
-                item = publishing(image_id)
-                stored = any([tier.publish(item) for tier in self.tiers if tier.writable])
-            result = finish("built", image_id, stored)
-            if changed:  # the image keeps the tags asked for, but not the key's: the next run builds again
-                self.engine.remove_image(ref)
-        return result
+            if not changed:
+                self.engine.tag(image_id, ref)
+                if save and cacheable:
+                    item = publishing(image_id)
+                    stored = any([tier.publish(item) for tier in self.tiers if tier.writable])
+            return finish("built", image_id, stored, () if changed else (ref,))
 
     # --- steps ----------------------------------------------------------------------------------------
     def _fetch(self, target: Target, key: str, ref: str) -> tuple[ImageTier, Found] | None:
@@ -165,7 +167,7 @@ class Resolver:
                 held.enter_context(tier.lock(key, on_wait=waiting))
             yield
 
-    def _build(self, target: Target, key: str, ref: str, quiet: bool) -> str:
+    def _build(self, target: Target, key: str, quiet: bool) -> str:
         self.reporter.step(target.name, "building with BuildKit")
         spec = target.spec
         labels = {**spec.labels, KEY_LABEL: key, TARGET_LABEL: target.name}
@@ -177,10 +179,11 @@ class Resolver:
                 context=spec.context,
                 dockerfile=spec.dockerfile,
                 target=spec.stage,
-                tags=[ref],
+                tags=[],
                 build_args=spec.build_args,
                 labels=labels,
                 platform=spec.platform,
+                options=spec.options,
                 quiet=quiet,
                 iidfile=iidfile,
             )
@@ -260,11 +263,11 @@ def check_tags_unique(targets: Sequence[Target], extra_tags: Sequence[str]) -> N
         raise ConfigError(f"--tag names one image, but {len(targets)} targets are built ({names}): build one")
     owners: dict[str, str] = {}
     for target in targets:
-        if target.image:
-            tag = qualified(target.image)
+        for image in filter(None, (target.image, *target.tags)):
+            tag = qualified(image)
             if tag in owners:
                 raise ConfigError(
-                    f"targets {owners[tag]!r} and {target.name!r} both name the image {target.image!r}: "
+                    f"targets {owners[tag]!r} and {target.name!r} both name the image {image!r}: "
                     "give each service its own `image:` (or tag)"
                 )
             owners[tag] = target.name
@@ -294,6 +297,7 @@ def tags_for(
             wanted.append(commit_tag(target, siblings or [target], sha))
         if target.image:
             wanted.append(target.image)
+        wanted.extend(target.tags)  # compose's build.tags
         return wanted
 
     return tags

@@ -2,14 +2,16 @@
 
 :func:`run` runs a command to its end (the docker CLI, compose, git); :func:`spawn` starts one that
 runs beside stagecache (``docker load`` fed a stream, hash helpers, ``git`` while a key is computed, a
-context watcher). Both log the command with ``-v`` and say in one line when the program is missing.
+context watcher). Both log the command with ``-v`` and say in one line when the program is missing,
+and on Linux a child dies with stagecache (``PR_SET_PDEATHSIG``), even when stagecache is killed.
 ``subprocess`` is imported on first use: a warm hit starts no process at all.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+import sys
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, NamedTuple, Protocol
 
@@ -45,6 +47,28 @@ class Runner(Protocol):
     ) -> Completed: ...
 
 
+def _with_parent() -> Callable[[], None] | None:
+    """A ``preexec_fn`` that makes the child die with this process (Linux ``PR_SET_PDEATHSIG``): a
+    ``kill -9`` of stagecache must not leave a ``docker buildx build`` or ``docker save`` running on.
+    SIGTERM, so that the docker CLI cancels its build or save. None where the call is not available."""
+    if sys.platform != "linux":
+        return None
+    import ctypes  # resolved here, in the parent: the child only calls it
+
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    parent = os.getpid()
+
+    def die_with_parent() -> None:
+        prctl(1, 15, 0, 0, 0)  # PR_SET_PDEATHSIG, SIGTERM
+        if os.getppid() != parent:  # the parent died before the call: nobody would signal us
+            os._exit(1)
+
+    return die_with_parent
+
+
 def run(
     argv: Sequence[str],
     *,
@@ -63,6 +87,7 @@ def run(
     try:
         proc = subprocess.run(
             list(argv),
+            preexec_fn=_with_parent(),
             stdin=stdin,
             stdout=subprocess.PIPE if capture else None,
             stderr=subprocess.PIPE if capture else None,
@@ -85,6 +110,7 @@ def spawn(argv: Sequence[str], **popen: Any) -> subprocess.Popen[Any]:
     trace.debug("$ " + " ".join(argv) + " &")
     import subprocess
 
+    popen.setdefault("preexec_fn", _with_parent())
     return subprocess.Popen(list(argv), **popen)
 
 
