@@ -13,6 +13,7 @@ from typing import Any
 
 from stagecache.engine.base import Compose, EngineInfo, ImageInfo
 from stagecache.errors import CommandError
+from stagecache.key.spec import NO_OPTIONS, BuildOptions
 from stagecache.process import Completed
 from stagecache.refs import is_key_ref, qualified, split_tag
 
@@ -62,6 +63,8 @@ class FakeEngine:
         self._add(base, [self.BASE])
         self._version = fixture("version-20.10.json")
         self.ps_answers = ["compose-ps-healthy.json"]
+        self.compose_configs: list[tuple[Path, tuple[Path, ...], tuple[str, ...]]] = []
+        self.built_options: list[BuildOptions] = []  # the `options` of each build
 
     # --- images -------------------------------------------------------------------------------------
     def _add(self, data: dict[str, Any], tags: Sequence[str]) -> str:
@@ -130,8 +133,10 @@ class FakeEngine:
         no_cache: bool = False,
         quiet: bool = False,
         iidfile: Path,
+        options: BuildOptions = NO_OPTIONS,
     ) -> Completed:
         self.calls.append("build")
+        self.built_options.append(options)
         if self.on_build is not None:
             self.on_build()
         if self.build_error:
@@ -185,7 +190,16 @@ class FakeEngine:
     ps_answers: list[str]
     up_error = ""  # non-empty: `compose up` fails with this stderr
 
-    def compose_config(self, files: Sequence[Path], project_dir: Path) -> dict[str, Any]:
+    def compose_config(
+        self,
+        directory: Path,
+        files: Sequence[Path] = (),
+        *,
+        project_name: str | None = None,
+        profiles: Sequence[str] = (),
+        env_files: Sequence[Path] = (),
+    ) -> dict[str, Any]:
+        self.compose_configs.append((directory, tuple(files), tuple(profiles)))
         data: dict[str, Any] = fixture("compose-config-fastapi.json")
         return data
 

@@ -67,7 +67,10 @@ def test_an_option_after_the_command_does_not_undo_one_before_it() -> None:
         (["-qC", "x", "key"], (2, None)),
         (["-Cx", "key"], (1, None)),
         (["--project-dir", "x", "-v", "key"], (3, None)),
-        (["--proj", "x", "key"], (2, None)),  # argparse's unique prefix
+        (["--project-d", "x", "key"], (2, None)),  # argparse's unique prefix
+        (["--proj", "x", "key"], (None, "--proj")),  # --project-dir or --project-name
+        (["-p", "key", "--profile", "p", "--env-file=e", "build"], (5, None)),  # compose's, with values
+        (["-qp", "x", "key"], (2, None)),
         (["--project-dir=x", "key"], (1, None)),
         (["--json", "key"], (None, "--json")),
         (["-x", "key"], (None, "-x")),

@@ -54,6 +54,9 @@ class Context:
             build_args=build_args(getattr(args, "build_arg", None) or []),
             store=getattr(args, "store", None),
             repository=getattr(args, "repository", None),
+            project_name=getattr(args, "project_name", None),
+            profiles=getattr(args, "profile", None) or (),
+            env_files=getattr(args, "env_file", None) or (),
         )
 
     def app(self, *, reachable: bool = True) -> App:

@@ -86,14 +86,21 @@ def closest(word: str, choices: Sequence[str]) -> str | None:
 
 # --- options, by what they are about --------------------------------------------------------------------
 def global_options(p: Parser, *, top: bool) -> None:
-    """``-C``, ``-q``, ``-v``: before the command, or after it. After it (``top=False``) an option not
-    given sets nothing, so that it does not undo the same option given before the command."""
+    """``-C``, ``-q``, ``-v`` and compose's ``-p``, ``--profile``, ``--env-file`` (passed on to every
+    compose call): before the command, or after it. After it (``top=False``) an option not given sets
+    nothing, so that it does not undo the same option given before the command."""
     group = p.add_argument_group("global options") if not top else p
     unset: dict[str, Any] = {} if top else {"default": argparse.SUPPRESS}
     group.add_argument("-C", "--project-dir", metavar="DIR", **(unset or {"default": "."}),
                        help="the project (compose file, pyproject.toml); default: here")  # fmt: skip
     group.add_argument("-q", "--quiet", action="store_true", **unset, help="only results and errors")
     group.add_argument("-v", "--verbose", action="store_true", **unset, help="log every docker command")
+    group.add_argument("-p", "--project-name", metavar="NAME", **unset,
+                       help="the compose project name, as docker compose -p")  # fmt: skip
+    group.add_argument("--profile", action="append", metavar="PROFILE", **unset,
+                       help="a compose profile to enable (repeatable), as compose --profile")  # fmt: skip
+    group.add_argument("--env-file", action="append", metavar="FILE", **unset,
+                       help="an env file for compose (repeatable), as compose --env-file")  # fmt: skip
 
 
 def _project_options(p: Parser, *, build_args: bool = True, defaults: bool = True) -> None:

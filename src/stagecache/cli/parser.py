@@ -1,6 +1,6 @@
 """Reading the command line: global options, a command, then the command's own options.
 
-    stagecache [-C DIR] [-q] [-v] COMMAND [ACTION] [OPTIONS] [-- ARGS]
+    stagecache [-C DIR] [-q] [-v] [-p NAME] [--profile P] [--env-file F] COMMAND [ACTION] [OPTIONS] [-- ARGS]
 
 The global options may also follow the command (``stagecache build -C DIR``); every other option
 belongs to the commands that use it (:mod:`.grammar`). A mistyped command, action or option gets the
@@ -45,8 +45,10 @@ HANDLERS = {
 }
 TAKES_EXTRA = {"test"}  # `stagecache test -- -k slow`: what follows `--` goes to the tests
 
-_GLOBAL_LONG = ("--project-dir", "--quiet", "--verbose", "--version", "--help")
-_GLOBAL_SHORT_FLAGS = "qvh"  # -C takes a value
+_GLOBAL_LONG = ("--project-dir", "--quiet", "--verbose", "--version", "--help", "--project-name", "--profile",
+                "--env-file")  # fmt: skip
+_GLOBAL_LONG_VALUES = {"--project-dir", "--project-name", "--profile", "--env-file"}  # these take a value
+_GLOBAL_SHORT_FLAGS = "qvh"  # -C and -p take a value
 
 
 def build_parser(command: str | None = None) -> Parser:
@@ -113,11 +115,11 @@ def command_index(words: Sequence[str]) -> tuple[int | None, str | None]:
             matches = [o for o in _GLOBAL_LONG if o.startswith(name)]  # argparse takes a unique prefix
             if len(matches) != 1:
                 return None, word
-            if matches[0] == "--project-dir" and "=" not in word:
+            if matches[0] in _GLOBAL_LONG_VALUES and "=" not in word:
                 i += 1  # its value
         else:
             for j, letter in enumerate(word[1:], start=1):
-                if letter == "C":
+                if letter in "Cp":
                     i += j == len(word) - 1  # -C DIR, -qC DIR; in -CDIR the rest is the value
                     break
                 if letter not in _GLOBAL_SHORT_FLAGS:
@@ -130,7 +132,7 @@ def _unknown_global(word: str, words: Sequence[str]) -> NoReturn:
     """An option before the command that is no global option: said so, with where it belongs."""
     after = next((w for w in words[words.index(word) + 1 :] if w in COMMANDS), None)
     name = word.split("=", 1)[0]
-    close = closest(name, [*_GLOBAL_LONG, "-C", "-q", "-v", "-h"])
+    close = closest(name, [*_GLOBAL_LONG, "-C", "-q", "-v", "-h", "-p"])
     hint = f"; did you mean {close!r}?" if close else ""
     if after and not close:
         options = _all_options(build_parser(after).children[after])

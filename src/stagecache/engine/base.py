@@ -11,6 +11,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple, Protocol
 
+from ..key.spec import NO_OPTIONS, BuildOptions
 from ..process import Completed
 
 
@@ -56,11 +57,28 @@ class ImageInfo(NamedTuple):
 
 
 class Compose(NamedTuple):
-    """A compose project: its files, directory and the project name to run it under."""
+    """A compose project: its files, directory and the project name to run it under, and the
+    ``--profile`` and ``--env-file`` options the user gave (compose reads ``COMPOSE_PROFILES`` and
+    ``.env`` itself). :meth:`global_argv` spells them for ``docker compose``."""
 
     files: tuple[Path, ...]
     directory: Path
     name: str
+    profiles: tuple[str, ...] = ()
+    env_files: tuple[Path, ...] = ()
+
+    def global_argv(self) -> list[str]:
+        """``--project-directory D --project-name N -f F… --profile P… --env-file E…``."""
+        out = ["--project-directory", str(self.directory)]
+        if self.name:
+            out += ["--project-name", self.name]
+        for f in self.files:
+            out += ["-f", str(f)]
+        for profile in self.profiles:
+            out += ["--profile", profile]
+        for env_file in self.env_files:
+            out += ["--env-file", str(env_file)]
+        return out
 
 
 class Engine(Protocol):
@@ -90,12 +108,21 @@ class Engine(Protocol):
         no_cache: bool = False,
         quiet: bool = False,
         iidfile: Path,
+        options: BuildOptions = NO_OPTIONS,
     ) -> Completed: ...
     def save_file(self, image: str, path: Path) -> None: ...
     def load(self, chunks: Iterable[bytes]) -> str: ...
 
     # --- containers and compose ---
-    def compose_config(self, files: Sequence[Path], project_dir: Path) -> dict[str, Any]: ...
+    def compose_config(
+        self,
+        directory: Path,
+        files: Sequence[Path] = (),
+        *,
+        project_name: str | None = None,
+        profiles: Sequence[str] = (),
+        env_files: Sequence[Path] = (),
+    ) -> dict[str, Any]: ...
     def compose(
         self, project: Compose, *args: str, capture: bool = True, check: bool = True
     ) -> Completed: ...

@@ -17,6 +17,7 @@ from typing import Any
 
 from .. import process, trace
 from ..errors import CommandError, ConfigError, EngineError
+from ..key.spec import NO_OPTIONS, BuildOptions
 from ..process import Completed, Runner, run
 from ..refs import KEY_LABEL, LABEL_PREFIX, is_key_ref, split_tag
 from .api import EngineAPI
@@ -173,8 +174,12 @@ class Docker:
         no_cache: bool = False,
         quiet: bool = False,
         iidfile: Path,
+        options: BuildOptions = NO_OPTIONS,
     ) -> Completed:
-        """``docker buildx build --load`` one target. Progress goes to the terminal unless ``quiet``."""
+        """``docker buildx build --load`` one target. Progress goes to the terminal unless ``quiet``.
+
+        ``options`` are compose's other ``build:`` keys, passed as ``docker compose build`` passes them.
+        """
         args = argv(
             "buildx",
             "build",
@@ -184,7 +189,17 @@ class Docker:
             build_arg=[f"{k}={v}" for k, v in build_args.items()],
             label=[f"{k}={v}" for k, v in labels.items()],
             platform=platform,
-            no_cache=no_cache,
+            add_host=list(options.extra_hosts),
+            network=options.network,
+            shm_size=options.shm_size,
+            ulimit=list(options.ulimits),
+            allow=list(options.entitlements),
+            cache_from=list(options.cache_from),
+            cache_to=list(options.cache_to),
+            no_cache=no_cache or options.no_cache,
+            no_cache_filter=list(options.no_cache_filter),
+            provenance=options.provenance,
+            sbom=options.sbom,
             iidfile=str(iidfile),
             progress="plain" if quiet else None,
             load=True,
@@ -247,27 +262,40 @@ class Docker:
         return "".join(str(m.get("stream", "")) for m in messages)
 
     # --- compose ------------------------------------------------------------------------------------
-    def compose_config(self, files: Sequence[Path], project_dir: Path) -> dict[str, Any]:
-        """The fully resolved compose model, as ``docker compose config`` computes it."""
-        args = ["compose", "--project-directory", str(project_dir)]
+    def compose_config(
+        self,
+        directory: Path,
+        files: Sequence[Path] = (),
+        *,
+        project_name: str | None = None,
+        profiles: Sequence[str] = (),
+        env_files: Sequence[Path] = (),
+    ) -> dict[str, Any]:
+        """The fully resolved compose model, as ``docker compose config`` computes it.
+
+        Run in ``directory`` as the user's own ``docker compose`` would be: without ``files``, compose
+        finds its files itself (``compose.yaml`` and its override, ``COMPOSE_FILE``), and reads
+        ``.env``, ``COMPOSE_PROFILES`` and ``COMPOSE_PROJECT_NAME`` as it always does."""
+        args = ["compose"]
         for f in files:
             args += ["-f", str(f)]
-        done = self._run(*args, "config", "--format", "json", check=False)
+        if project_name:
+            args += ["--project-name", project_name]
+        for profile in profiles:
+            args += ["--profile", profile]
+        for env_file in env_files:
+            args += ["--env-file", str(env_file)]
+        done = self._run(*args, "config", "--format", "json", check=False, cwd=directory)
         if done.returncode != 0:
             lines = [line for line in done.stderr.strip().splitlines() if line.strip()]
             detail = lines[-1] if lines else f"exit {done.returncode}"
-            raise ConfigError(
-                f"{files[0] if files else project_dir}: docker compose cannot read it: {detail}"
-            )
+            raise ConfigError(f"{files[0] if files else directory}: docker compose cannot read it: {detail}")
         data: dict[str, Any] = json.loads(done.stdout)
         return data
 
     def compose(self, project: Compose, *args: str, capture: bool = True, check: bool = True) -> Completed:
-        """``docker compose -p NAME -f FILE… ARGS``."""
-        base = ["compose", "--project-directory", str(project.directory), "--project-name", project.name]
-        for f in project.files:
-            base += ["-f", str(f)]
-        return self._run(*base, *args, capture=capture, check=check)
+        """``docker compose --project-directory D -p NAME -f FILE… [--profile P…] [--env-file E…] ARGS``."""
+        return self._run("compose", *project.global_argv(), *args, capture=capture, check=check)
 
     def compose_ps(self, project: Compose) -> list[dict[str, Any]]:
         """The project's containers (all states), as ``docker compose ps --format json`` lists them."""

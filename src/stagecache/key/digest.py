@@ -107,6 +107,11 @@ def diff(old: dict[str, Any], new: dict[str, Any]) -> Changes:
     for field_ in ("platform", "target", "global_args"):
         if old.get(field_) != new.get(field_):
             changes.other.append(f"{field_.replace('_', ' ')}: {old.get(field_)!r} -> {new.get(field_)!r}")
+    for group, shown in (("build_options", "compose build.{}"), ("labels", "label {}")):
+        olds, news = old.get(group) or {}, new.get(group) or {}
+        for name in sorted(set(olds) | set(news)):
+            if olds.get(name) != news.get(name):
+                changes.other.append(f"{shown.format(name)}: {olds.get(name)!r} -> {news.get(name)!r}")
     return changes
 
 

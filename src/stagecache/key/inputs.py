@@ -28,7 +28,9 @@ from .ports import FileDigests, ImageIdentity, RowMemo
 from .spec import DEFAULT_SECRET_PATTERNS, TargetSpec, is_secret
 from .walk import Entry, walk
 
-SCHEMA = 2  # 2: file digests are BLAKE3, file rows hashed outside the JSON (stagecache.key.digest)
+SCHEMA = 3  # 2: file digests are BLAKE3, file rows hashed outside the JSON (stagecache.key.digest);
+# 3: compose build options that change what RUN steps see (extra_hosts, network, shm_size, ulimits,
+# entitlements) are in the manifest
 _REMOTE = re.compile(r"^(https?://|git@|git://|ssh://)|\.git(#.*)?$")
 _WILDCARD = re.compile(r"[*?\[]")
 
@@ -140,6 +142,7 @@ def collect(
         "stages": stage_records,
         "args": args,
         "labels": dict(sorted(spec.labels.items())),
+        "build_options": spec.options.keyed(),
         "images": ids,
         "files": files,
     }

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
-from ..engine.base import Engine
+from ..engine.base import Compose, Engine
 from ..errors import ConfigError
 from ..key import dockerfile as df
 from ..key.spec import DEFAULT_SECRET_PATTERNS, TargetSpec
 from ..refs import default_repository
-from .compose import find_compose_files, targets_from_compose
+from . import compose_cache
+from .compose import ComposeFiles, discover, hidden_services, targets_from_compose
 from .pyproject import read_tool_table
-from .settings import Options, Settings, Target, store_location
+from .settings import Options, Settings, Target, cache_dir, store_location
 from .values import parse_size
 
 
@@ -24,13 +26,29 @@ def load(opts: Options, engine: Engine) -> Settings:
     tool_args = {str(k): str(v) for k, v in tool.get("build-args", {}).items()}
 
     given_compose = list(opts.compose_files) or _as_list(tool.get("compose-file"))
-    compose_files = [] if opts.dockerfile else find_compose_files(root, given_compose)
+    found = None
+    if not opts.dockerfile:
+        found = discover(
+            root,
+            given_compose,
+            env_files=[str(_path(e, Path.cwd())) for e in opts.env_files],
+            profiles=opts.profiles,
+            project_name=opts.project_name,
+        )
     settings = Settings(root=root, targets={}, defaults=[str(t) for t in tool.get("targets", [])], tool=tool)
-    if compose_files:
-        data = engine.compose_config(compose_files, root)
-        settings.compose_files = compose_files
+    if found is not None:
+        data = compose_cache.resolved(engine, found, root, cache=cache_dir() / "compose")
+        settings.compose_files = list(found.files)
         settings.compose_data = data
-        targets = targets_from_compose(data, compose_files[0])
+        settings.compose = Compose(
+            found.files,
+            found.directory,
+            str(data.get("name") or ""),
+            profiles=found.given_profiles,
+            env_files=found.given_env_files,
+        )
+        settings.hidden_services = _hidden(engine, found, root)
+        targets = targets_from_compose(data, found.files[0])
     else:
         dockerfile = (
             _path(opts.dockerfile, Path.cwd()) or _path(tool.get("dockerfile"), root) or root / "Dockerfile"
@@ -55,6 +73,19 @@ def load(opts: Options, engine: Engine) -> Settings:
         settings.store_max_size = parse_size(tool["store-max-size"], f"{root}/pyproject.toml")
     settings.secret_patterns = tuple(str(p) for p in tool.get("secret-args", DEFAULT_SECRET_PATTERNS))
     return settings
+
+
+def _hidden(engine: Engine, found: ComposeFiles, root: Path) -> Callable[[], dict[str, tuple[str, ...]]]:
+    """Services that inactive profiles hide: a `docker compose config` with every profile, on demand."""
+
+    def hidden() -> dict[str, tuple[str, ...]]:
+        try:
+            data = compose_cache.ask(engine, found._replace(given_profiles=("*",)), root)
+        except ConfigError:
+            return {}
+        return hidden_services(data, found.profiles)
+
+    return hidden
 
 
 def targets_from_dockerfile(

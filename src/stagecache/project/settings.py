@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ..errors import ConfigError
 from ..key.spec import DEFAULT_SECRET_PATTERNS, TargetSpec
+
+if TYPE_CHECKING:
+    from ..engine.base import Compose
 
 
 class Target(NamedTuple):
@@ -24,6 +27,7 @@ class Target(NamedTuple):
     repository: str  # where key tags live: "<repository>:sc-<hex>"
     image: str | None = None  # the compose image name, tagged after every build
     service: str | None = None
+    tags: tuple[str, ...] = ()  # compose `build.tags`: more names for the image, tagged after every build
 
     @property
     def name(self) -> str:
@@ -43,8 +47,15 @@ class Settings:
         self.store: Path | None = None
         self.store_max_size: int | None = None
         self.secret_patterns: tuple[str, ...] = DEFAULT_SECRET_PATTERNS
-        self.compose_files: list[Path] = []
-        self.compose_data: dict[str, Any] = {}
+        self.compose_files: list[Path] = []  # what compose reads, in its order (also found by compose)
+        self.compose_data: dict[str, Any] = {}  # `docker compose config --format json`
+        # The user's compose project: files, compose's working directory, the project name, and the
+        # --profile/--env-file options to pass on to every compose call (Compose.global_argv). A test
+        # run takes it with its own name and an override file: compose._replace(name=…, files=…).
+        self.compose: Compose | None = None
+        # Services that inactive profiles hide, with the profiles that enable each (asked on demand:
+        # it takes a `docker compose config` of its own).
+        self.hidden_services: Callable[[], Mapping[str, Sequence[str]]] = dict
 
     def select(self, names: Sequence[str]) -> list[Target]:
         chosen = list(names) or self.defaults or list(self.targets)
@@ -56,9 +67,24 @@ class Settings:
         out = []
         for name in chosen:
             if name not in self.targets:
+                hint = self.profile_hint(name)
+                if hint:
+                    raise ConfigError(hint)
                 raise ConfigError(f"unknown target {name!r}; targets: {', '.join(sorted(self.targets))}")
             out.append(self.targets[name])
         return out
+
+    def profile_hint(self, service: str) -> str | None:
+        """Why ``service`` is not in the configuration when a profile that is not active hides it, and
+        how to enable it; None otherwise."""
+        profiles = self.hidden_services().get(service)
+        if not profiles:
+            return None
+        names = " or ".join(repr(p) for p in profiles)
+        return (
+            f"service {service!r} is in profile {names}, which is not active: pass --profile "
+            f"{profiles[0]} (or set COMPOSE_PROFILES={profiles[0]})"
+        )
 
 
 class Options(NamedTuple):
@@ -71,6 +97,9 @@ class Options(NamedTuple):
     build_args: Mapping[str, str] = MappingProxyType({})
     store: str | None = None
     repository: str | None = None
+    project_name: str | None = None  # -p/--project-name, passed to compose
+    profiles: Sequence[str] = ()  # --profile, passed to compose
+    env_files: Sequence[str] = ()  # --env-file, passed to compose (relative to the working directory)
 
 
 def cache_dir() -> Path:

@@ -80,6 +80,8 @@ def explain(target: Target, key: str, manifest: dict[str, Any], out: Output) -> 
         print(f"image    {ref} = {ident}", file=out)
     for name, value in sorted(manifest["args"].items()):
         print(f"arg      {name}={value}", file=out)
+    for name, value in sorted(manifest.get("build_options", {}).items()):
+        print(f"option   {name}={value}", file=out)  # compose build options that change RUN steps
     files = manifest["files"]
     print(f"files    {len(files)} entries from the context", file=out)
     for path, kind, mode, detail in files:
