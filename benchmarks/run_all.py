@@ -17,7 +17,7 @@ import time
 
 import _common as c
 
-BENCHMARKS = ("warm_hit", "cold_restore", "key_speed", "key_differential", "test_run")
+BENCHMARKS = ("warm_hit", "compose_hit", "cold_restore", "key_speed", "key_differential", "test_run")
 
 
 def main() -> int:
