@@ -38,7 +38,8 @@ class Engine(FakeEngine):
         self.containers: list[list[str]] = []  # each test container's image and command
 
     def capture_in(self, image: str, entrypoint: str, command: Sequence[str]) -> Completed:
-        return Completed(["docker", "run", image], 0, json.dumps(self.installed) + "\n", "")
+        installed = [] if image == self.BASE else self.installed  # the base image has none of them
+        return Completed(["docker", "run", image], 0, json.dumps(installed) + "\n", "")
 
     def run_container(self, image: str, command: Sequence[str], options: Sequence[str]) -> int:
         self.containers.append([image, *command])
@@ -123,8 +124,9 @@ def test_check_prod_json_clean_and_not(engine: Engine, project: Path) -> None:
     engine.installed.append(["pytest", "8.1", "/usr/lib/python3/site-packages/pytest-8.1.dist-info"])
     code, data = as_json(engine, project, "check-prod", "-f", "Dockerfile")
     assert (code, data["clean"]) == (1, False)
-    assert data["found"] == [{"name": "pytest", "version": "8.1",
-                              "location": "/usr/lib/python3/site-packages/pytest-8.1.dist-info"}]  # fmt: skip
+    location = "/usr/lib/python3/site-packages/pytest-8.1.dist-info"
+    assert [{k: f[k] for k in ("name", "version", "location", "verdict")} for f in data["found"]] == [
+        {"name": "pytest", "version": "8.1", "location": location, "verdict": "leak"}]  # fmt: skip
     code, text = run(engine, project, "check-prod", "-f", "Dockerfile")
     assert code == 1
     assert "prod: 1 dev-only package(s) in the prod image:" in text

@@ -32,7 +32,7 @@ def big_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
     store = DirectoryStore(root)
     for i in range(150):
         store.put(f"sha256:{i:064x}", _one_byte, target=f"t{i}", repository="r" * 1000,
-                  image_id="sha256:img", manifest_sha256="m")  # fmt: skip
+                  image_id="sha256:" + "1" * 64, manifest_sha256="2" * 64)  # fmt: skip
     return root
 
 

@@ -30,7 +30,12 @@ def store(tmp_path: Path) -> Path:
     s = DirectoryStore(root)
     for i, key in enumerate(KEYS):
         s.put(
-            key, write_random, target=f"t{i}", repository="repo", image_id="sha256:img", manifest_sha256="m"
+            key,
+            write_random,
+            target=f"t{i}",
+            repository="repo",
+            image_id="sha256:" + "1" * 64,
+            manifest_sha256="2" * 64,
         )
         os.utime(s.meta_path(key), (time.time() - 100 + i, time.time() - 100 + i))  # c is the newest
     return root
@@ -75,6 +80,25 @@ def test_verify_reports_and_removes_damage(store: Path) -> None:
     assert "t0: archive does not match its recorded digest; removed" in text
     assert "2 entries ok, 1 damaged and removed" in text
     assert cli("store", "verify", "--store", str(store))[0] == 0
+
+
+def test_stray_files_and_bad_records_are_reported_then_repaired(store: Path) -> None:
+    base = DirectoryStore(store).base
+    (base / "objects" / "notakey.tar.zst").write_bytes(b"x")
+    record = base / "meta" / f"{KEYS[1].removeprefix('sha256:')}.json"
+    record.write_text(json.dumps({**json.loads(record.read_text()), "archive_bytes": "many"}))
+    code, listed = cli("store", "ls", "--store", str(store))  # neither stops an ordinary command
+    assert code == 0
+    assert "2 entries" in listed  # of three, the bad one skipped
+    code, text = cli("store", "verify", "--store", str(store))
+    assert code == 1
+    assert "notakey.tar.zst: not an archive of this store (a stray file); skipped" in text
+    assert "field 'archive_bytes' is missing or wrong" in text
+    code, text = cli("store", "verify", "--repair", "--store", str(store))
+    assert code == 1
+    assert "2 other problem(s) removed" in text
+    assert cli("store", "verify", "--store", str(store))[0] == 0
+    assert not record.exists()
 
 
 @pytest.mark.parametrize(

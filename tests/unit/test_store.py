@@ -6,10 +6,12 @@ import socket
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from stagecache.errors import StoreError
+from stagecache.errors import ConfigError, StoreError
+from stagecache.project.values import parse_size
 from stagecache.store.directory import CorruptEntry, DirectoryStore
 from stagecache.store.files import atomic_write
 from stagecache.store.records import Records
@@ -29,7 +31,14 @@ def writer(payload: bytes) -> Callable[[Callable[[bytes], None]], int]:
 
 
 def put(store: DirectoryStore, key: str, payload: bytes) -> None:
-    store.put(key, writer(payload), target="t", repository="r", image_id="sha256:img", manifest_sha256="m")
+    store.put(
+        key,
+        writer(payload),
+        target="t",
+        repository="r",
+        image_id="sha256:" + "1" * 64,
+        manifest_sha256="2" * 64,
+    )
 
 
 def read(store: DirectoryStore, key: str) -> bytes:
@@ -82,7 +91,7 @@ def test_failed_write_leaves_store_unchanged(tmp_path: Path) -> None:
         raise OSError(28, "No space left on device")
 
     with pytest.raises(StoreError, match="the disk is full; the store is unchanged"):
-        store.put(KEY_B, failing, target="t", repository="r", image_id="i", manifest_sha256="m")
+        store.put(KEY_B, failing, target="t", repository="r", image_id="i", manifest_sha256="2" * 64)
     assert [e.key for e in store.entries()] == [KEY_A]
     assert list((tmp_path / "v1/tmp").iterdir()) == []
     assert not store.archive_path(KEY_B).exists()
@@ -152,3 +161,90 @@ def test_records_last_build(tmp_path: Path) -> None:
     assert store.last_build_key("repo__t") == KEY_B
     assert store.last_build("other") is None
     assert store.last_build_key("other") is None
+
+
+# --- what whoever can write the store may have left there (issue 12) ---------------------------------------
+def test_a_stray_file_is_skipped_reported_and_repaired(tmp_path: Path) -> None:
+    store = DirectoryStore(tmp_path)
+    put(store, KEY_A, b"payload")
+    (store.base / "objects" / "notakey.tar.zst").write_bytes(b"x")
+    (store.base / "meta" / "README").write_text("hello")
+    fresh = DirectoryStore(tmp_path)
+    fresh.ensure()  # not fatal: every command that opens the store gets here
+    assert [e.key for e in fresh.entries()] == [KEY_A]
+    assert sorted(p.name for p, _ in fresh.problems()) == ["README", "notakey.tar.zst"]
+    assert sorted(p.name for p, _ in fresh.repair()) == ["README", "notakey.tar.zst"]
+    assert fresh.problems() == []
+    assert [e.key for e in fresh.entries()] == [KEY_A]
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"archive_bytes": "12"},
+        {"archive_bytes": -1},
+        {"created": True},
+        {"image_id": "not-a-digest"},
+        {"key": KEY_B},  # a record moved to another key's name
+        {"target": None},
+    ],
+)
+def test_a_record_that_does_not_check_is_skipped_and_cleaned(
+    tmp_path: Path, change: dict[str, object]
+) -> None:
+    store = DirectoryStore(tmp_path)
+    put(store, KEY_A, b"payload")
+    meta = store.meta_path(KEY_A)
+    meta.write_text(json.dumps({**json.loads(meta.read_text()), **change}))
+    assert store.get(KEY_A) is None
+    assert store.entries() == []
+    ((path, reason),) = store.problems()
+    assert path == meta
+    assert "record" in reason
+    store.prune(keep=5)  # the next prune cleans it, with its archive
+    assert not meta.exists()
+    assert not store.archive_path(KEY_A).exists()
+
+
+def test_a_record_with_a_field_from_a_later_version_still_reads(tmp_path: Path) -> None:
+    store = DirectoryStore(tmp_path)
+    put(store, KEY_A, b"payload")
+    meta = store.meta_path(KEY_A)
+    meta.write_text(json.dumps({**json.loads(meta.read_text()), "blobs": ["sha256:x"]}))
+    entry = store.get(KEY_A)
+    assert entry is not None
+    assert entry.key == KEY_A
+
+
+@pytest.mark.parametrize(
+    ("limits", "message"),
+    [
+        ({"keep": -1}, "at least 1"),
+        ({"keep": 0}, "at least 1"),
+        ({"max_size": -5}, "positive"),
+        ({"max_size": True}, "positive"),
+        ({"older_than": -3.0}, "positive"),
+    ],
+)
+def test_prune_limits_must_be_positive(tmp_path: Path, limits: dict[str, Any], message: str) -> None:
+    store = DirectoryStore(tmp_path)
+    put(store, KEY_A, b"payload")
+    with pytest.raises(ConfigError, match=message):
+        store.prune(**limits)
+    assert store.get(KEY_A) is not None
+
+
+@pytest.mark.parametrize("value", [-5, 0, True, "0MB", "-1GB"])
+def test_sizes_must_be_positive(value: object) -> None:
+    with pytest.raises(ConfigError):
+        parse_size(value, "pyproject.toml")
+
+
+def test_the_probe_never_writes_through_a_planted_link(tmp_path: Path) -> None:
+    victim = tmp_path / "victim"
+    victim.write_text("precious")
+    tmp = tmp_path / "store" / "v1" / "tmp"
+    tmp.mkdir(parents=True)
+    (tmp / f".probe-{os.getpid()}").symlink_to(victim)  # where the old probe wrote
+    DirectoryStore(tmp_path / "store").ensure()
+    assert victim.read_text() == "precious"

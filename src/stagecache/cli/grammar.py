@@ -164,8 +164,16 @@ def _test(p: Parser) -> None:
     _project_options(p)
     _image_options(p)
     p.add_argument("service", nargs="?", help="the test service (default: [tool.stagecache] test-service)")
-    p.add_argument("--results", metavar="DIR", help="write JUnit XML here")
+    p.epilog = ("COMMAND runs in place of the service's command, as `docker compose run SERVICE COMMAND`; "
+                "options alone (-- -x -q) go after the default command: [tool.stagecache] test-command, "
+                "else the service's command when it runs tests, else `python -m pytest`. "
+                "A run ended by --timeout exits 124.")  # fmt: skip
+    p.add_argument("--results", metavar="DIR", help="write JUnit XML here (DIR/junit-SERVICE.xml)")
     p.add_argument("--wait-timeout", type=int, default=120, metavar="S", help="seconds to wait for services")
+    p.add_argument("--timeout", metavar="TIME", help="end the run after TIME (e.g. 900, 30m; default: "
+                   "[tool.stagecache] test-timeout, else 1h); exit 124")  # fmt: skip
+    p.add_argument("--keep-mounts", action="store_true",
+                   help="keep the services' bind mounts of the build context")  # fmt: skip
     p.add_argument("-e", "--env", action="append", metavar="NAME[=VALUE]", help="set or pass a variable")
     p.add_argument("--network-host", action="store_true", help="no compose: share the host's network")
     p.add_argument("--add-host", action="append", metavar="NAME", help="no compose: NAME is the host")
@@ -212,6 +220,7 @@ def _store(p: Parser) -> None:
     prune.add_argument("--older-than", metavar="AGE", help="remove entries unused for AGE (e.g. 7d)")
     prune.add_argument("--dry-run", action="store_true", help="say what would go")
     _json_option(prune, "the entries removed")
+    verify.add_argument("--repair", action="store_true", help="also remove stray files and bad records")
     _json_option(verify, "the damage found")
 
 

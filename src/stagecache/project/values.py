@@ -10,15 +10,21 @@ from collections.abc import Mapping, Sequence
 from ..errors import ConfigError
 
 
-def parse_size(value: str | int, where: str) -> int:
-    if isinstance(value, int):
-        return value
-    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(i?b?)\s*", value.lower())
-    if not match:
+def parse_size(value: object, where: str) -> int:
+    """``500MB``, ``10GiB`` or a number of bytes; it must come out positive."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        size = value
+    elif isinstance(value, str) and (
+        match := re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(i?b?)\s*", value.lower())
+    ):
+        number, unit, suffix = float(match.group(1)), match.group(2), match.group(3)
+        base = 1024 if suffix.startswith("i") else 1000
+        size = int(number * base ** "_kmgt".index(unit or "_"))
+    else:
         raise ConfigError(f"{where}: cannot read size {value!r}: write e.g. 500MB or 10GiB")
-    number, unit, suffix = float(match.group(1)), match.group(2), match.group(3)
-    base = 1024 if suffix.startswith("i") else 1000
-    return int(number * base ** "_kmgt".index(unit or "_"))
+    if size <= 0:
+        raise ConfigError(f"{where}: a size must be positive, not {value!r}: write e.g. 500MB or 10GiB")
+    return size
 
 
 def parse_duration(text: str, where: str = "--older-than") -> float:

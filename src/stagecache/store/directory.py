@@ -29,7 +29,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any, NamedTuple
 
-from ..errors import StoreError
+from ..errors import ConfigError, StoreError
 from .files import alive, atomic_write, flocked, fsync_dir, hostname, key_hex, read_ahead
 
 FORMAT = "v1"
@@ -60,6 +60,47 @@ class Entry(NamedTuple):
     @property
     def hex(self) -> str:
         return self.key.removeprefix("sha256:")
+
+    @classmethod
+    def from_record(cls, data: object, key: str) -> Entry:
+        """A record as read from ``meta/``, checked field by field: whoever can write the store could
+        have written it. ValueError names what is wrong. Fields a later version adds are ignored."""
+        if not isinstance(data, dict):
+            raise ValueError("not a JSON object")
+        if data.get("key") != key:
+            raise ValueError(f"it names the key {data.get('key')!r}, not the one of its file name")
+        for name, check in _CHECKS.items():
+            if name not in data or not check(data[name]):
+                raise ValueError(f"field {name!r} is missing or wrong ({data.get(name)!r})")
+        if not isinstance(data.get("extra", {}), dict):
+            raise ValueError("field 'extra' is not an object")
+        return cls(**{name: data[name] for name in cls._fields if name in data})
+
+
+def _count(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _time(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value < 1e11
+
+
+def _digest(value: object) -> bool:
+    return isinstance(value, str) and re.fullmatch(r"(sha256:)?[0-9a-f]{64}", value) is not None
+
+
+_CHECKS: dict[str, Callable[[object], bool]] = {
+    "target": lambda v: isinstance(v, str),
+    "repository": lambda v: isinstance(v, str),
+    "image_id": _digest,
+    "archive_sha256": _digest,
+    "archive_bytes": _count,
+    "image_bytes": _count,
+    "manifest_sha256": _digest,
+    "created": _time,
+    "last_used": _time,
+}
+_HEX = re.compile(r"[0-9a-f]{64}")
 
 
 class _HashingWriter:
@@ -118,8 +159,9 @@ class DirectoryStore:
         try:
             for name in ("objects", "meta", "targets", "tmp", "locks", "passes"):
                 self._dir(name).mkdir(parents=True, exist_ok=True)
-            probe = self._dir("tmp") / f".probe-{os.getpid()}"
-            probe.write_bytes(b"")
+            # O_EXCL | O_NOFOLLOW and a random name: a file or link planted in tmp/ is never written through
+            probe = self._dir("tmp") / f".probe-{os.getpid()}-{os.urandom(6).hex()}"
+            os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600))
             probe.unlink()
         except OSError as exc:
             raise StoreError(
@@ -149,14 +191,8 @@ class DirectoryStore:
     def get(self, key: str) -> Entry | None:
         path = self._dir("meta") / f"{key_hex(key)}.json"
         try:
-            data = json.loads(path.read_text())
-        except FileNotFoundError:
-            return None
-        except (OSError, ValueError):
-            return None
-        try:
-            entry = Entry(**data)
-        except TypeError:
+            entry = Entry.from_record(json.loads(path.read_text()), key)
+        except (OSError, ValueError):  # absent, or not a record to trust: see problems()
             return None
         with contextlib.suppress(OSError):  # a use is recorded as the record's mtime (see touch)
             entry = entry._replace(last_used=max(entry.last_used, path.stat().st_mtime))
@@ -167,7 +203,7 @@ class DirectoryStore:
             return []
         out = []
         for path in self._dir("meta").glob("*.json"):
-            entry = self.get("sha256:" + path.stem) if re.fullmatch(r"[0-9a-f]{64}", path.stem) else None
+            entry = self.get("sha256:" + path.stem) if _HEX.fullmatch(path.stem) else None
             if entry is not None:
                 out.append(entry)
         return sorted(out, key=lambda e: e.last_used, reverse=True)
@@ -303,6 +339,8 @@ class DirectoryStore:
                     removed.append(path)
         for path in self._dir("objects").glob("*.tar.zst"):
             hexpart = path.name.split(".")[0]
+            if not _HEX.fullmatch(hexpart):
+                continue  # not ours to remove unasked: problems() reports it, repair() removes it
             if not (self._dir("meta") / f"{hexpart}.json").exists():
                 held = self._try_lock("sha256:" + hexpart)
                 if held is None:
@@ -333,6 +371,40 @@ class DirectoryStore:
                 self.remove(entry.key)
         return problems
 
+    def problems(self) -> list[tuple[Path, str]]:
+        """Files in ``objects/`` and ``meta/`` that are not a valid entry's: stray files and records
+        that do not check (:meth:`Entry.from_record`). Every reader skips them; :meth:`repair` removes
+        them."""
+        found: list[tuple[Path, str]] = []
+        for path in sorted(self._dir("objects").glob("*")) if self._dir("objects").is_dir() else []:
+            if not (path.name.endswith(".tar.zst") and _HEX.fullmatch(path.name.split(".")[0])):
+                found.append((path, "not an archive of this store (a stray file)"))
+        for path in sorted(self._dir("meta").glob("*")) if self._dir("meta").is_dir() else []:
+            if not (path.suffix == ".json" and _HEX.fullmatch(path.stem)):
+                found.append((path, "not a record of this store (a stray file)"))
+                continue
+            try:
+                Entry.from_record(json.loads(path.read_text()), "sha256:" + path.stem)
+            except (OSError, ValueError) as exc:
+                found.append((path, f"a record that does not check: {exc}"))
+        return found
+
+    def repair(self) -> list[tuple[Path, str]]:
+        """Remove what :meth:`problems` reports, with the archive of each bad record."""
+        found = self.problems()
+        for path, _ in found:
+            if path.parent.name == "meta" and _HEX.fullmatch(path.stem):
+                self.remove("sha256:" + path.stem)  # the record first, then its archive
+            else:
+                with contextlib.suppress(OSError):
+                    if path.is_dir() and not path.is_symlink():
+                        import shutil  # a stray directory: rare
+
+                        shutil.rmtree(path)
+                    else:
+                        path.unlink()
+        return found
+
     def prune(
         self,
         *,
@@ -341,7 +413,17 @@ class DirectoryStore:
         older_than: float | None = None,
         dry_run: bool = False,
     ) -> list[Entry]:
-        """Remove least recently used entries until every given limit holds."""
+        """Remove least recently used entries until every given limit holds; a real prune also removes
+        what :meth:`problems` reports. Limits must be positive (a count of 0 or a negative size would
+        empty a store shared with other projects)."""
+        if max_size is not None and (isinstance(max_size, bool) or max_size <= 0):
+            raise ConfigError(f"a store's size limit must be a positive number of bytes, not {max_size!r}")
+        if keep is not None and (isinstance(keep, bool) or keep < 1):
+            raise ConfigError(f"keep at least 1 entry, not {keep!r}")
+        if older_than is not None and older_than <= 0:
+            raise ConfigError(f"an age must be positive, not {older_than!r}")
+        if not dry_run:
+            self.repair()
         entries = self.entries()  # most recently used first
         doomed: list[Entry] = []
         now = time.time()

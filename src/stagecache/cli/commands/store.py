@@ -23,7 +23,7 @@ def store(args: argparse.Namespace, ctx: Context) -> int:
         return ls(where, args.json, ctx.out)
     if args.store_command == "prune":
         return prune(where, args, ctx.out)
-    return verify(where, args.json, ctx.out)
+    return verify(where, args.json, ctx.out, repair=args.repair)
 
 
 def entry_json(entry: Entry) -> dict[str, object]:
@@ -65,16 +65,25 @@ def prune(where: DirectoryStore, args: argparse.Namespace, out: Output) -> int:
     return ExitCode.OK
 
 
-def verify(where: DirectoryStore, as_json: bool, out: Output) -> int:
+def verify(where: DirectoryStore, as_json: bool, out: Output, *, repair: bool = False) -> int:
+    """Damaged archives are removed as they are found; stray files and records that do not check are
+    reported (every command skips them), and removed with ``--repair``."""
     problems = where.verify()
+    others = where.repair() if repair else where.problems()
+    fate = "removed" if repair else "skipped; `store verify --repair` removes it"
     if as_json:
         damaged = [{**entry_json(entry), "problem": problem} for entry, problem in problems]
-        dump_json({"ok": len(where.entries()), "damaged": damaged}, out)
+        strays = [{"path": str(path), "problem": problem, "removed": repair} for path, problem in others]
+        dump_json({"ok": len(where.entries()), "damaged": damaged, "other": strays}, out)
     else:
         for entry, problem in problems:
             print(f"{short(entry.key)}  {entry.target}: {problem}; removed", file=out)
-        print(f"{len(where.entries())} entries ok, {len(problems)} damaged and removed", file=out)
-    return ExitCode.FAILED if problems else ExitCode.OK
+        for path, problem in others:
+            print(f"{path}: {problem}; {fate}", file=out)
+        removed = " removed" if repair and others else ""
+        summary = f"{len(where.entries())} entries ok, {len(problems)} damaged and removed"
+        print(f"{summary}, {len(others)} other problem(s){removed}", file=out)
+    return ExitCode.FAILED if problems or others else ExitCode.OK
 
 
 def images(args: argparse.Namespace, ctx: Context) -> int:
