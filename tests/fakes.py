@@ -230,6 +230,16 @@ class FakeEngine:
     def capture_in(self, image: str, entrypoint: str, command: Sequence[str]) -> Completed:
         raise NotImplementedError
 
+    # --- a test run's own containers and volumes ---------------------------------------------------------
+    container_states: dict[str, dict[str, Any]]  # container name -> its .State (default: none)
+
+    def container_state(self, container: str) -> dict[str, Any]:
+        return dict(getattr(self, "container_states", {}).get(container, {}))
+
+    def remove_labelled_volumes(self, label: str) -> list[str]:
+        self.calls.append("volume rm " + label)
+        return []
+
 
 def _config_bytes(data: Mapping[str, Any]) -> bytes:
     """The image config as ``docker save`` writes it; its sha256 is the image ID."""

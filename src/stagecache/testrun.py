@@ -1,23 +1,29 @@
 """Run a project's tests inside its dev image, with real services, and always clean up.
 
 With a compose file: the test service's images come through the cache (compose never builds them),
-its dependencies start under a compose project name of our own (two runs never collide) and are
-waited on until healthy, the tests run in a one-off container of the test service, JUnit XML comes out
-into a host directory, and ``compose down --volumes`` removes everything, after a pass, a failure or
-Ctrl-C alike. Without one (seed 2's shape), the tests run in ``docker run`` and reach a database on
-the host through ``--network host`` or an added host entry for the host's gateway.
+and the run gets a compose project of its own (:mod:`.testenv`): fresh volumes, fresh networks, no
+published ports, no bind mount into a build context. Its dependencies start and are waited on until
+healthy (what fails is said with compose's or the engine's words and the service's last log lines),
+the tests run in a one-off container of the test service, JUnit XML comes out into a host directory,
+and ``compose down --volumes`` on the run's own project removes what the run created, after a pass, a
+failure, a time-out or Ctrl-C alike. Without one (seed 2's shape), the tests run in ``docker run`` and
+reach a database on the host through ``--network host`` or an added host entry for the host's gateway.
+
+Which command runs: the words after ``--`` (in place of the service's command, as ``docker compose
+run SERVICE COMMAND`` does; options alone go after the default command), else ``[tool.stagecache]
+test-command``, else the service's own command when it is a test runner, else ``python -m pytest``.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 import os
 import posixpath
+import re
 import shlex
 import signal
-import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
@@ -31,8 +37,18 @@ from .errors import ConfigError, ExitCode, StagecacheError
 from .progress import Reporter, Silent
 from .project.settings import Settings, Target
 from .refs import LABEL_PREFIX
+from .testenv import RUN_LABEL, Isolation, compose_project, dependencies, isolate
 
 RESULTS_MOUNT = "/stagecache-results"
+DEFAULT_COMMAND = ("python", "-m", "pytest")
+DEFAULT_TIMEOUT = 3600.0  # seconds: a run that never finishes ends after an hour
+TIMED_OUT = 124  # the exit code of a run ended by its time limit (as timeout(1) says it)
+_TIMED_OUT_LINE = (
+    "the run took longer than its time limit, {:g}s (--timeout, [tool.stagecache] test-timeout); "
+    "stopped and removed"
+)
+LOG_LINES = 20  # a failed dependency's last log lines shown
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")  # compose's terminal codes, even with --no-color
 
 
 class ServicesNotReady(StagecacheError):
@@ -49,17 +65,28 @@ class TestOutcome:
     project: str
     junit: Path | None
     images: list[Result] = field(default_factory=list)
+    timed_out: bool = False
+    command: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
 class NotReady:
     service: str
-    state: str  # "starting", "unhealthy", "exited", …
+    state: str  # "starting", "unhealthy", "exited", "created", …
     last_check: str  # the healthcheck's last exit code and output
     exited: bool
+    error: str = ""  # the engine's own message (a container that could not start)
+    exit_code: int | None = None
 
     def __str__(self) -> str:
-        return f"{self.service} is {self.state} ({self.last_check or 'no healthcheck output'})"
+        if self.state in ("exited", "dead"):
+            said = f": {self.error}" if self.error else ""
+            return f"{self.service} exited with code {self.exit_code}{said}"
+        if self.error:
+            return f"{self.service} could not start: {self.error}"
+        if self.state in ("starting", "unhealthy"):
+            return f"{self.service} is {self.state} ({self.last_check or 'no healthcheck output'})"
+        return f"{self.service} is {self.state}"
 
 
 @dataclass
@@ -70,26 +97,169 @@ class HostNetwork:
     add_hosts: Sequence[str] = ()  # names that resolve to the host's gateway inside the container
 
 
+# --- which command runs ---------------------------------------------------------------------------------
+_PYTHON = re.compile(r"python(\d+(\.\d+)?)?")
+_WRAPPERS = {"poetry": "run", "uv": "run", "pdm": "run", "pipenv": "run", "hatch": "run", "rye": "run"}
+_SHELLS = {"sh", "bash", "dash", "ash", "zsh"}
+
+
 def pytest_like(command: Sequence[str]) -> bool:
-    """Whether a command runs pytest, so that a JUnit report can be asked of it."""
-    if not command:
+    """Whether a command runs pytest, so that ``--junitxml`` can be added to its end: ``pytest``,
+    ``py.test``, ``python[3[.11]] -m pytest``, ``coverage run -m pytest``, and each of these after
+    ``poetry run``, ``uv run [options]``, ``pdm run``, ``pipenv run``, ``hatch run``, ``rye run``
+    or ``env``."""
+    words = list(command)
+    if not words:
         return False
-    first = posixpath.basename(command[0])
+    first = posixpath.basename(words[0])
     if first in ("pytest", "py.test"):
         return True
-    return first.startswith("python") and list(command[1:3]) == ["-m", "pytest"]
+    if _PYTHON.fullmatch(first):
+        module, rest = _module(words[1:])
+        return module == "pytest" or (module == "coverage" and _coverage_runs_pytest(rest))
+    if first == "coverage":
+        return _coverage_runs_pytest(words[1:])
+    if first == "env":
+        rest = words[1:]
+        while rest and (rest[0].startswith("-") or "=" in rest[0]):
+            rest = rest[1:]
+        return pytest_like(rest)
+    if _WRAPPERS.get(first) and words[1:2] == [_WRAPPERS[first]]:
+        rest = words[2:]
+        after_option = False
+        while rest:
+            word = rest[0]
+            if pytest_like(rest):
+                return True
+            if word.startswith("-"):
+                after_option = "=" not in word
+            elif after_option:  # the option's value (`uv run --extra dev pytest`)
+                after_option = False
+            else:
+                return False
+            rest = rest[1:]
+    return False
+
+
+def _module(words: Sequence[str]) -> tuple[str | None, list[str]]:
+    """The module of ``python [options] -m MODULE ARGS`` and its arguments."""
+    skip = False
+    for i, word in enumerate(words):
+        if skip:  # the value of -X or -W
+            skip = False
+        elif word == "-m":
+            return (words[i + 1], list(words[i + 2 :])) if i + 1 < len(words) else (None, [])
+        elif word.startswith("-m"):
+            return word[2:], list(words[i + 1 :])
+        elif word in ("-X", "-W"):
+            skip = True
+        elif not word.startswith("-") or word.startswith("-c"):
+            return None, []  # a script, or -c CODE
+    return None, []
+
+
+def _coverage_runs_pytest(words: Sequence[str]) -> bool:
+    if words[:1] != ["run"]:
+        return False
+    module, _ = _module(words[1:])
+    return module == "pytest"
+
+
+def shell_script(command: Sequence[str]) -> str | None:
+    """The script of ``sh -c SCRIPT`` (or bash, …), else None."""
+    words = list(command)
+    if len(words) >= 3 and posixpath.basename(words[0]) in _SHELLS and words[1] in ("-c", "-ec", "-ce"):
+        return words[2]
+    return None
+
+
+def runs_tests(command: Sequence[str]) -> bool:
+    """Whether a service's own command is a test run (and not a server, a worker or a shell)."""
+    if pytest_like(command):
+        return True
+    words = list(command)
+    script = shell_script(words)
+    if script is not None:
+        return bool(re.search(r"\b(pytest|py\.test|manage\.py test|tox|nox)\b", script))
+    if not words:
+        return False
+    first = posixpath.basename(words[0])
+    if first in ("tox", "nox"):
+        return True
+    if _PYTHON.fullmatch(first):
+        module, _ = _module(words[1:])
+        if module == "unittest":
+            return True
+        return module is None and len(words) >= 3 and words[1].endswith("manage.py") and words[2] == "test"
+    return False
+
+
+@dataclass(frozen=True)
+class TestCommand:
+    """The command a test run runs, and where it came from (for the line that says so)."""
+
+    argv: list[str]
+    origin: str
+
+
+def choose_command(
+    words: Sequence[str],
+    configured: Sequence[str] | None,
+    own: Sequence[str],
+    own_origin: str,
+    entrypoint: Sequence[str] = (),
+) -> TestCommand:
+    """The words after ``--`` (a command in place of the service's; options alone go after the
+    command chosen without them), else ``configured`` (``[tool.stagecache] test-command``), else the
+    service's own command when it runs tests, else ``python -m pytest``."""
+    words = list(words)
+    if words and not words[0].startswith("-"):
+        return TestCommand(words, "the command after --")
+    if configured:
+        argv, origin = list(configured), "[tool.stagecache] test-command"
+    elif own and (runs_tests(own) or pytest_like([*entrypoint, *own])):
+        argv, origin = list(own), own_origin
+    elif not own and pytest_like(entrypoint):
+        argv, origin = [], "the image's ENTRYPOINT"
+    else:
+        argv, origin = list(DEFAULT_COMMAND), "the default"
+        if own:
+            origin += f"; {own_origin}, {shlex.join(own)}, runs no tests"
+    if words:
+        origin += ", with the options after --"
+    return TestCommand([*argv, *words], origin)
 
 
 def junit_name(service: str) -> str:
     return f"junit-{service}.xml"
 
 
-def with_results(command: Sequence[str], service: str, results: Path | None) -> list[str]:
-    if results is None or not pytest_like(command):
-        return list(command)
-    return [*command, f"--junitxml={RESULTS_MOUNT}/{junit_name(service)}"]
+@dataclass(frozen=True)
+class Junit:
+    """How a run is asked for its JUnit report: words added to the command, or an environment variable."""
+
+    argv: list[str]
+    env: dict[str, str]
+    note: str = ""  # why the report may not come ('' when it will)
 
 
+def with_junit(
+    command: Sequence[str], service: str, entrypoint: Sequence[str] = (), addopts: str | None = None
+) -> Junit:
+    """``--junitxml`` at the end of a pytest command; for any other command (a script, ``make test``),
+    ``PYTEST_ADDOPTS`` (after ``addopts``, the value the container would have), so that a pytest it
+    starts writes the report too."""
+    option = f"--junitxml={RESULTS_MOUNT}/{junit_name(service)}"
+    if pytest_like([*entrypoint, *command]):
+        return Junit([*command, option], {})
+    shown = shlex.join([*entrypoint, *command])
+    value = f"{addopts} {option}" if addopts else option
+    return Junit(list(command), {"PYTEST_ADDOPTS": value},
+                 f"`{shown}` is not a pytest command stagecache can add --junitxml to: "
+                 "a pytest it starts is asked for the report through PYTEST_ADDOPTS")  # fmt: skip
+
+
+# --- signals ------------------------------------------------------------------------------------------
 @contextlib.contextmanager
 def _signals(handlers: Mapping[signal.Signals, Any]) -> Iterator[None]:
     """Install signal handlers for the block; outside the main thread (where Python forbids it), none."""
@@ -126,16 +296,45 @@ def _prepare_results(results: Path | None, service: str) -> None:
         (results / junit_name(service)).unlink(missing_ok=True)  # never pass off an old report as new
 
 
-def dependencies(services: Mapping[str, Any], service: str) -> list[str]:
-    """Every service ``service`` depends on, directly or not, sorted."""
-    seen: set[str] = set()
-    todo = [service]
-    while todo:
-        for dep in services.get(todo.pop(), {}).get("depends_on") or {}:
-            if dep not in seen and dep != service:
-                seen.add(dep)
-                todo.append(dep)
-    return sorted(seen)
+class _Deadline:
+    """A run's wall-clock limit: when it passes, ``expire`` runs (it stops the test container)."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.end = time.monotonic() + seconds
+        self.passed = False
+        self._timer: threading.Timer | None = None
+
+    def left(self) -> float:
+        return max(0.0, self.end - time.monotonic())
+
+    @contextlib.contextmanager
+    def enforced(self, expire: Any) -> Iterator[None]:
+        def fire() -> None:
+            self.passed = True
+            expire()
+
+        self._timer = threading.Timer(self.left(), fire)
+        self._timer.daemon = True
+        self._timer.start()
+        try:
+            yield
+        finally:
+            self._timer.cancel()
+
+
+@dataclass
+class Plan:
+    """What a test run will do, decided before it starts (and what ``--skip-passed`` compares)."""
+
+    service: str
+    images: list[Result]
+    command: TestCommand
+    entrypoint: list[str] = field(default_factory=list)
+    isolation: Isolation | None = None  # with compose: the run's own project
+    project: str = ""
+    addopts: str | None = None  # PYTEST_ADDOPTS in the service's environment
+    keep_mounts: bool = False
 
 
 @dataclass
@@ -144,72 +343,169 @@ class TestRunner:
     resolver: Resolver
     reporter: Reporter = field(default_factory=Silent)
 
-    # --- compose projects ---------------------------------------------------------------------------
-    def run_compose(
+    # --- planning -----------------------------------------------------------------------------------
+    def plan_compose(
         self,
         settings: Settings,
         service: str,
         *,
-        extra_args: Sequence[str] = (),
+        words: Sequence[str] = (),
+        keep_mounts: bool = False,
+        project: str | None = None,
+    ) -> Plan:
+        """Resolve the images, choose the command and make the run's own compose project."""
+        services = settings.compose_data.get("services") or {}
+        if service not in services:
+            raise ConfigError(f"unknown service {service!r}; services: {', '.join(sorted(services))}")
+        names = [service, *dependencies(services, service)]
+        images = self.images_for(settings, names)
+        project = project or f"sc-{service}-{uuid.uuid4().hex[:8]}"
+        isolation = isolate(
+            settings.compose_data,
+            service,
+            project=project,
+            images={r.target: r.image for r in images},
+            contexts=_contexts(settings),
+            keep_mounts=keep_mounts,
+        )
+        conf = services[service]
+        image = next((r.image for r in images if r.target == service), None) or conf.get("image")
+        own, origin, entrypoint = self._own_command(conf, str(image) if image else None)
+        command = choose_command(words, _configured(settings), own, origin, entrypoint)
+        environment = conf.get("environment") or {}
+        addopts = environment.get("PYTEST_ADDOPTS") if isinstance(environment, dict) else None
+        return Plan(service, images, command, entrypoint, isolation, project, addopts, keep_mounts)
+
+    def plan_plain(self, settings: Settings | None, target: Target, *, words: Sequence[str] = ()) -> Plan:
+        result = self.resolver.resolve(target)
+        info = self.docker.image_inspect(result.image)
+        own = list(info.cmd) if info else []
+        entrypoint = list(info.entrypoint) if info else []
+        configured = _configured(settings) if settings is not None else None
+        command = choose_command(words, configured, own, "the image's CMD", entrypoint)
+        return Plan(target.name, [result], command, entrypoint)
+
+    def _own_command(self, conf: Mapping[str, Any], image: str | None) -> tuple[list[str], str, list[str]]:
+        """The service's command (compose's ``command:``, else the image's CMD), where it comes from,
+        and the entrypoint it runs under."""
+        info = None
+        command, entrypoint = conf.get("command"), conf.get("entrypoint")
+        if (not command or entrypoint is None) and image:
+            info = self.docker.image_inspect(image)
+        if entrypoint is None:
+            entrypoint = list(info.entrypoint) if info else []
+        elif isinstance(entrypoint, str):
+            entrypoint = shlex.split(entrypoint)
+        if isinstance(command, str):
+            return shlex.split(command), "the service's command", list(entrypoint)
+        if command:
+            return [str(c) for c in command], "the service's command", list(entrypoint)
+        return (list(info.cmd) if info else []), "the image's CMD", list(entrypoint)
+
+    # --- compose projects ---------------------------------------------------------------------------
+    def run_compose(
+        self,
+        settings: Settings,
+        plan: Plan,
+        *,
         results: Path | None = None,
         wait_timeout: int = 120,
+        timeout: float = DEFAULT_TIMEOUT,
         tty: bool = False,
         env: Mapping[str, str] | None = None,
     ) -> TestOutcome:
         start = time.monotonic()
-        services = settings.compose_data.get("services") or {}
-        if service not in services:
-            raise ConfigError(f"unknown service {service!r}; services: {', '.join(sorted(services))}")
-        deps = dependencies(services, service)
-        code = 1
-        with self.project(settings, f"sc-{service}", [service, *deps]) as (project, images):
-            command = self._command(services[service], settings.targets.get(service), images)
+        assert plan.isolation is not None
+        service, isolation = plan.service, plan.isolation
+        deps = isolation.services[1:]
+        for who, line in isolation.notes(settings.root):
+            self.reporter.step(who, line)
+        env = dict(env or {})
+        junit = self._junit(plan, results, env.get("PYTEST_ADDOPTS", plan.addopts))
+        env.update(junit.env)
+        deadline = _Deadline(timeout)
+        code, timed_out = 1, False
+        with compose_project(isolation.model, plan.project) as project:
             _prepare_results(results, service)
             with _terminate_as_interrupt():
                 try:
                     if deps:
                         self.reporter.step(service, f"starting {', '.join(deps)} (project {project.name})")
-                        self._up(project, deps, wait_timeout)
-                    self.reporter.step(service, f"running {' '.join(command + list(extra_args))}")
-                    args = ["run", "--rm", "--no-deps", "--label", f"{LABEL_PREFIX}.run={project.name}"]
-                    if not tty:
-                        args.append("-T")
-                    if results is not None:
-                        args += ["--volume", f"{results.resolve()}:{RESULTS_MOUNT}"]
-                    for name, value in (env or {}).items():
-                        args += ["--env", f"{name}={value}"]
-                    args += [service, *with_results(command, service, results), *extra_args]
-                    code = self.docker.compose(project, *args, capture=False, check=False).returncode
+                        try:
+                            self._up(project, deps, min(wait_timeout, deadline.left()))
+                        except ServicesNotReady:
+                            if deadline.left() > 0:
+                                raise
+                            timed_out = True
+                    if not timed_out:
+                        self.reporter.step(
+                            service, f"running {shlex.join(junit.argv)} ({plan.command.origin})"
+                        )
+                        name = f"{project.name}-tests"
+                        args = [
+                            "run",
+                            "--rm",
+                            "--no-deps",
+                            "--name",
+                            name,
+                            "--label",
+                            f"{RUN_LABEL}={project.name}",
+                        ]
+                        if not tty:
+                            args.append("-T")
+                        if results is not None:
+                            args += ["--volume", f"{results.resolve()}:{RESULTS_MOUNT}"]
+                        for key, value in env.items():
+                            args += ["--env", f"{key}={value}"]
+                        args += [service, *junit.argv]
+                        with deadline.enforced(lambda: self.docker.remove_container(name)):
+                            code = self.docker.compose(project, *args, capture=False, check=False).returncode
+                        timed_out = deadline.passed
+                        if code != 0 and deps and not timed_out:
+                            self._dependencies_gone(project, deps)
                 finally:
                     self.down(project, service)
-        return TestOutcome(
-            service, code, time.monotonic() - start, project.name, _junit(results, service), images
+        if timed_out:
+            code = TIMED_OUT
+            self.reporter.warn(f"{service}: {_TIMED_OUT_LINE.format(timeout)}")
+        report = _junit(results, service)
+        seconds = time.monotonic() - start
+        outcome = TestOutcome(
+            service, code, seconds, project.name, report, plan.images, timed_out, junit.argv
         )
+        self._report_missing_junit(outcome, results, junit)
+        return outcome
 
-    @contextlib.contextmanager
-    def project(
-        self, settings: Settings, prefix: str, services: Sequence[str]
-    ) -> Iterator[tuple[Compose, list[Result]]]:
-        """A compose project of our own whose services run exactly the images the cache gave.
+    def _junit(self, plan: Plan, results: Path | None, addopts: str | None) -> Junit:
+        if results is None:
+            return Junit(plan.command.argv, {})
+        junit = with_junit(plan.command.argv, plan.service, plan.entrypoint, addopts)
+        if junit.note:
+            self.reporter.step(plan.service, junit.note)
+        return junit
 
-        The images come through the cache; a small override file pins each built service to its key
-        tag, so compose neither builds nor picks up a tag another run has moved meanwhile.
-        """
-        images = self.images_for(settings, services)
-        pins = {"services": {r.target: {"image": r.image} for r in images}}
-        with tempfile.TemporaryDirectory(prefix="stagecache-compose-") as tmp:
-            override = Path(tmp) / "stagecache.override.json"  # JSON is YAML
-            override.write_text(json.dumps(pins))
-            files = (*settings.compose_files, override)
-            yield Compose(files, settings.root, f"{prefix}-{uuid.uuid4().hex[:8]}"), images
+    def _report_missing_junit(self, outcome: TestOutcome, results: Path | None, junit: Junit) -> None:
+        if results is None or outcome.junit is not None or outcome.timed_out:
+            return
+        why = (
+            (junit.note.split(":", 1)[0] + ", and no pytest wrote one") if junit.note else "pytest wrote none"
+        )
+        self.reporter.warn(f"{outcome.service}: no JUnit report in {results}: {why}")
 
     def serve(self, settings: Settings, service: str) -> int:
-        """A service and its dependencies in the foreground until it exits or Ctrl-C; then all removed."""
+        """A service and its dependencies in the foreground until it exits or Ctrl-C; then all removed.
+        It gets fresh volumes and networks of its own, as a test run does, and keeps its ports."""
         services = settings.compose_data.get("services") or {}
-        with self.project(settings, f"sc-run-{service}", [service, *dependencies(services, service)]) as (
-            project,
-            _,
-        ):
+        if service not in services:
+            raise ConfigError(f"unknown service {service!r}; services: {', '.join(sorted(services))}")
+        images = self.images_for(settings, [service, *dependencies(services, service)])
+        name = f"sc-run-{service}-{uuid.uuid4().hex[:8]}"
+        isolation = isolate(settings.compose_data, service, project=name, contexts=_contexts(settings),
+                            images={r.target: r.image for r in images}, keep_mounts=True,
+                            publish_ports=True)  # fmt: skip
+        for who, line in isolation.notes(settings.root, keep_mounts_hint=False):
+            self.reporter.step(who, line)
+        with compose_project(isolation.model, name) as project:
             self.reporter.step(service, f"starting (project {project.name}); Ctrl-C stops it")
             with _terminate_as_interrupt():
                 try:
@@ -221,41 +517,43 @@ class TestRunner:
                     self.down(project, service)
 
     # --- fingerprints, for --skip-passed ---------------------------------------------------------------
-    def compose_fingerprint(
-        self, settings: Settings, service: str, extra: Sequence[str], env: Mapping[str, str | None]
-    ) -> str:
-        services = settings.compose_data.get("services") or {}
-        names = [service, *dependencies(services, service)]
-        for name in names:
-            mounts = [v for v in services.get(name, {}).get("volumes") or [] if v.get("type") == "bind"]
+    def compose_fingerprint(self, settings: Settings, plan: Plan, env: Mapping[str, str | None]) -> str:
+        """The run as it would be (its own compose model, with a name that is not the run's), the
+        images' keys, the IDs of the images run as they are, the command and the environment."""
+        assert plan.isolation is not None
+        model = isolate(settings.compose_data, plan.service, project="<run>", contexts=_contexts(settings),
+                        images={r.target: r.image for r in plan.images},
+                        keep_mounts=plan.keep_mounts)  # fmt: skip
+        for name, conf in model.model["services"].items():
+            mounts = [v for v in conf.get("volumes") or [] if isinstance(v, dict) and v.get("type") == "bind"]
             if mounts:
                 raise ConfigError(
                     f"--skip-passed: service {name!r} bind-mounts {mounts[0].get('source')}, which no key "
                     "covers; drop the option or the mount"
                 )
-        images = self.images_for(settings, names)
-        built = {r.target for r in images}
+        built = {r.target for r in plan.images}
         pulled = {}  # services that run an image as it is: its ID, since a tag can move
-        for name in names:
-            ref = services.get(name, {}).get("image")
+        for name, conf in model.model["services"].items():
+            ref = conf.get("image")
             if name not in built and ref:
                 info = self.docker.image_inspect(str(ref))
                 pulled[name] = info.id if info else str(ref)
-        definitions = {n: services.get(n) for n in names}
-        return fingerprint(images, {"services": definitions, "images": pulled}, extra, env)
+        compose = {"services": model.model, "images": pulled}
+        return fingerprint(plan.images, compose, plan.command.argv, env)
 
-    def plain_fingerprint(
-        self, target: Target, options: Mapping[str, Any], extra: Sequence[str], env: Mapping[str, str | None]
-    ) -> str:
-        return fingerprint([self.resolver.resolve(target)], options, extra, env)
+    def plain_fingerprint(self, plan: Plan, options: Mapping[str, Any], env: Mapping[str, str | None]) -> str:
+        return fingerprint(plan.images, options, plan.command.argv, env)
 
     def down(self, project: Compose, service: str) -> None:
-        """Remove the project's containers, networks and volumes; neither Ctrl-C nor SIGTERM cuts it short."""
+        """Remove the run's containers, networks and volumes: ``down --volumes`` on the run's own project
+        (whose volumes are all the run's), then any volume still labelled with the run's project.
+        Neither Ctrl-C nor SIGTERM cuts it short."""
         with _uninterrupted():
-            self.reporter.step(service, "removing containers, networks and volumes")
+            self.reporter.step(service, "removing the run's containers, networks and volumes")
             self.docker.compose(
                 project, "down", "--volumes", "--remove-orphans", "--timeout", "5", check=False
             )
+            self.docker.remove_labelled_volumes(f"{RUN_LABEL}={project.name}")
 
     def images_for(self, settings: Settings, services: Sequence[str]) -> list[Result]:
         """Resolve, through the cache, the image of every named service that compose would build."""
@@ -267,34 +565,30 @@ class TestRunner:
                 out.append(self.resolver.resolve(target, tags=tags))
         return out
 
-    def _command(self, conf: Mapping[str, Any], target: Target | None, images: list[Result]) -> list[str]:
-        command = conf.get("command")
-        if isinstance(command, str):
-            return shlex.split(command)
-        if command:
-            return [str(c) for c in command]
-        image = next((r.image for r in images if target is not None and r.target == target.name), None)
-        image = image or conf.get("image")
-        info = self.docker.image_inspect(image) if image else None
-        return list(info.cmd) if info else []
-
-    def _up(self, project: Compose, deps: Sequence[str], wait_timeout: int) -> None:
+    # --- waiting for the dependencies -----------------------------------------------------------------
+    def _up(self, project: Compose, deps: Sequence[str], wait_timeout: float) -> None:
         """Start the dependencies and wait, at most ``wait_timeout`` seconds, until each is running and,
         where it has a healthcheck, healthy. (Polled here rather than left to ``up --wait``, which was
-        seen to return success while a dependency's healthcheck was still failing.)"""
+        seen to return success while a dependency's healthcheck was still failing.) What fails is said
+        with compose's or the engine's own words, after the service's last log lines."""
         up = self.docker.compose(project, "up", "--detach", "--no-build", *deps, check=False)
         deadline = time.monotonic() + wait_timeout
         while up.returncode == 0:
             problems = self._not_ready(project, deps)
             if not problems:
                 return
-            if time.monotonic() > deadline or any(p.exited for p in problems):
-                detail = "; ".join(str(p) for p in problems)
-                raise ServicesNotReady(f"services not ready after {wait_timeout}s: {detail}")
+            exited = any(p.exited for p in problems)
+            if exited or time.monotonic() > deadline:
+                last = self._show_logs(project, [p.service for p in problems])
+                detail = "; ".join(_with_last_line(p, last) for p in problems)
+                when = "" if exited else f" after {wait_timeout:.0f}s"
+                raise ServicesNotReady(f"services not ready{when}: {detail}")
             time.sleep(0.25)
-        last = up.stderr.strip().splitlines()[-1] if up.stderr.strip() else f"exit {up.returncode}"
-        detail = "; ".join(str(p) for p in self._not_ready(project, deps)) or last
-        raise ServicesNotReady(f"could not start {', '.join(deps)}: {detail}")
+        said = compose_error(up.stderr) or f"exit {up.returncode}"
+        problems = self._not_ready(project, deps)
+        self._show_logs(project, [p.service for p in problems if p.state != "not created"])
+        more = "; ".join(str(p) for p in problems if p.error and p.error not in said)
+        raise ServicesNotReady(f"could not start {', '.join(deps)}: {said}" + (f"; {more}" if more else ""))
 
     def _not_ready(self, project: Compose, deps: Sequence[str]) -> list[NotReady]:
         rows = {str(row.get("Service")): row for row in self.docker.compose_ps(project)}
@@ -308,26 +602,56 @@ class TestRunner:
             if state == "exited" and str(row.get("ExitCode")) == "0":
                 continue  # a one-shot dependency (migrations, fixtures) that has done its job
             if state != "running" or health not in ("", "healthy"):
-                log = self.docker.health_log(str(row.get("Name", ""))) if health else ""
-                problems.append(NotReady(service, health or state, log, exited=state in ("exited", "dead")))
+                container = str(row.get("Name", ""))
+                log = self.docker.health_log(container) if health else ""
+                error, code = "", None
+                if state != "running":
+                    details = self.docker.container_state(container)
+                    error = str(details.get("Error") or "")
+                    code = details.get("ExitCode", row.get("ExitCode"))
+                exited = state in ("exited", "dead")
+                problems.append(NotReady(service, health or state, log, exited, error, code))
         return problems
+
+    def _dependencies_gone(self, project: Compose, deps: Sequence[str]) -> None:
+        """After failed tests: a dependency that exited while they ran is said, with its last log lines
+        (a healthcheck can pass while a database is still initialising, and the database die after)."""
+        gone = [p for p in self._not_ready(project, deps) if p.exited]
+        if gone:
+            last = self._show_logs(project, [p.service for p in gone])
+            for problem in gone:
+                self.reporter.warn(f"{_with_last_line(problem, last)} while the tests ran")
+
+    def _show_logs(self, project: Compose, services: Sequence[str]) -> dict[str, str]:
+        """Show each service's last log lines; returns the last one of each."""
+        last = {}
+        for service in services:
+            logs = ["logs", "--no-color", "--no-log-prefix", "--tail", str(LOG_LINES), service]
+            done = self.docker.compose(project, *logs, check=False)
+            lines = [line for line in _ANSI.sub("", done.stdout).splitlines() if line.strip()]
+            if lines:
+                last[service] = lines[-1].strip()
+            shown = "\n".join(f"    {line}" for line in lines) if lines else "    (no output)"
+            self.reporter.warn(
+                f"{service}: its last log lines (docker compose logs --tail {LOG_LINES}):\n{shown}"
+            )
+        return last
 
     # --- without compose ----------------------------------------------------------------------------
     def run_plain(
         self,
-        target: Target,
+        plan: Plan,
         *,
-        extra_args: Sequence[str] = (),
         results: Path | None = None,
         network: HostNetwork | None = None,
         env: Mapping[str, str | None] | None = None,
         tty: bool = False,
+        timeout: float = DEFAULT_TIMEOUT,
     ) -> TestOutcome:
         start = time.monotonic()
-        result = self.resolver.resolve(target)
-        info = self.docker.image_inspect(result.image)
-        command = list(info.cmd) if info else []
-        name = f"sc-{target.name}-{uuid.uuid4().hex[:8]}"
+        (result,) = plan.images
+        service = plan.service
+        name = f"sc-{service}-{uuid.uuid4().hex[:8]}"
         options = ["--name", name, "--label", f"{LABEL_PREFIX}.run={name}"]
         if tty:
             options.append("-t")
@@ -336,29 +660,69 @@ class TestRunner:
             options += ["--network", "host"]
         for host in network.add_hosts:
             options += ["--add-host", f"{host}:host-gateway"]
-        for key, value in (env or {}).items():
+        env = dict(env or {})
+        addopts = env.get("PYTEST_ADDOPTS")
+        if addopts is None and "PYTEST_ADDOPTS" in env:  # `-e PYTEST_ADDOPTS`: passed through
+            addopts = os.environ.get("PYTEST_ADDOPTS")
+        junit = self._junit(plan, results, addopts)
+        env.update(junit.env)
+        for key, value in env.items():
             options += ["--env", key if value is None else f"{key}={value}"]
-        _prepare_results(results, target.name)
+        _prepare_results(results, service)
         if results is not None:
             options += ["--volume", f"{results.resolve()}:{RESULTS_MOUNT}"]
-        self.reporter.step(target.name, f"running {' '.join(command + list(extra_args))}")
+        self.reporter.step(service, f"running {shlex.join(junit.argv)} ({plan.command.origin})")
+        deadline = _Deadline(timeout)
         with _terminate_as_interrupt():
             try:
-                code = self.docker.run_container(
-                    result.image, [*with_results(command, target.name, results), *extra_args], options
-                )
+                with deadline.enforced(lambda: self.docker.remove_container(name)):
+                    code = self.docker.run_container(result.image, junit.argv, options)
             finally:
                 with _uninterrupted():
                     self.docker.remove_container(name)
-        return TestOutcome(
-            target.name, code, time.monotonic() - start, name, _junit(results, target.name), [result]
-        )
+        if deadline.passed:
+            code = TIMED_OUT
+            self.reporter.warn(f"{service}: {_TIMED_OUT_LINE.format(timeout)}")
+        report = _junit(results, service)
+        seconds = time.monotonic() - start
+        outcome = TestOutcome(service, code, seconds, name, report, [result], deadline.passed, junit.argv)
+        self._report_missing_junit(outcome, results, junit)
+        return outcome
+
+
+def _with_last_line(problem: NotReady, last: Mapping[str, str]) -> str:
+    """A dependency that exited, with the last line it logged (what a database says before it dies)."""
+    said = last.get(problem.service)
+    return f"{problem} (its last log line: {said})" if problem.exited and said else str(problem)
+
+
+def compose_error(stderr: str) -> str:
+    """What compose said went wrong: its ``Error …`` lines, else its last line."""
+    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
+    errors = [line for line in lines if "error" in line.lower() or "failed" in line.lower()]
+    return " | ".join(errors[-2:]) if errors else (lines[-1] if lines else "")
+
+
+def _contexts(settings: Settings) -> list[Path]:
+    return sorted({t.spec.context for t in settings.targets.values()})
+
+
+def _configured(settings: Settings) -> list[str] | None:
+    value = settings.tool.get("test-command")
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return shlex.split(value)
+    if not value or not all(isinstance(v, str) for v in value):
+        raise ConfigError(f"{settings.root / 'pyproject.toml'}: [tool.stagecache] test-command must be a "
+                          'list of strings, e.g. ["poetry", "run", "pytest", "-v"]')  # fmt: skip
+    return [str(v) for v in value]
 
 
 def fingerprint(
     images: Sequence[Result], services: Mapping[str, Any], extra: Sequence[str], env: Mapping[str, Any]
 ) -> str:
-    """What a test run's outcome depends on: image keys, service definitions, arguments, environment."""
+    """What a test run's outcome depends on: image keys, service definitions, command, environment."""
     from .key.digest import canonical
 
     data = {

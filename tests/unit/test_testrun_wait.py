@@ -32,7 +32,7 @@ def test_waits_while_starting_and_returns_once_healthy() -> None:
 def test_a_dependency_that_exits_fails_at_once_with_its_state() -> None:
     engine = FakeEngine()
     engine.ps_answers = ["compose-ps-exited.json"]
-    with pytest.raises(ServicesNotReady, match=r"broken is exited"):
+    with pytest.raises(ServicesNotReady, match=r"broken exited with code 3"):
         runner(engine)._up(PROJECT, ["db", "broken"], wait_timeout=300)
 
 

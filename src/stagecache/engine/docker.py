@@ -348,3 +348,22 @@ class Docker:
             f"{LABEL_PREFIX}.probe=1",
         ]
         return self._run("run", *options, image, *command, check=False)
+
+    # --- a test run's own containers and volumes --------------------------------------------------------
+    def container_state(self, container: str) -> dict[str, Any]:
+        """``.State`` of a container (``Status``, ``ExitCode``, ``Error``: the engine's own message when
+        it could not start it); {} when there is no such container."""
+        args = ["inspect", "--type", "container", "--format", "{{json .State}}", container]
+        done = self._run(*args, check=False)
+        try:
+            state = json.loads(done.stdout) if done.returncode == 0 else None
+        except ValueError:
+            return {}
+        return state if isinstance(state, dict) else {}
+
+    def remove_labelled_volumes(self, label: str) -> list[str]:
+        """Remove the volumes that carry ``label`` (``NAME=VALUE``): only those a test run created."""
+        names = self._run("volume", "ls", "--quiet", "--filter", f"label={label}", check=False).stdout.split()
+        if names:
+            self._run("volume", "rm", "--force", *names, check=False)
+        return names

@@ -24,6 +24,8 @@ KNOWN_KEYS: dict[str, type | tuple[type, ...]] = {
     "run-service": str,
     "prod-target": str,
     "watch": bool,
+    "test-command": (list, str),  # what `stagecache test` runs without `-- COMMAND`
+    "test-timeout": (int, str),  # its time limit: seconds, or 30m, 2h
 }
 
 

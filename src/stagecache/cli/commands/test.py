@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Mapping
 from contextlib import nullcontext
 from pathlib import Path
 
 from ...project import choose
-from ...project.values import parse_assignments
+from ...project.values import parse_assignments, parse_duration
 from ...testpass import Skipped, TestRequest, run_tests
-from ...testrun import HostNetwork, TestOutcome, TestRunner
+from ...testrun import DEFAULT_TIMEOUT, HostNetwork, TestOutcome, TestRunner
 from ..context import Context
 from ..render import children_to_stderr, dump_json
 
@@ -24,6 +25,8 @@ def test(args: argparse.Namespace, ctx: Context) -> int:
         extra_args=args.extra,
         results=Path(args.results).resolve() if args.results else None,
         wait_timeout=args.wait_timeout,
+        timeout=time_limit(args.timeout, app.settings.tool, app.settings.root),
+        keep_mounts=args.keep_mounts,
         env=parse_assignments(args.env or [], "-e"),
         network=HostNetwork(host_network=args.network_host, add_hosts=args.add_host or ()),
         skip_passed=args.skip_passed,
@@ -35,10 +38,13 @@ def test(args: argparse.Namespace, ctx: Context) -> int:
     if args.json:
         dump_json(outcome_json(outcome), ctx.out)
     elif isinstance(outcome, Skipped):
+        report = f"; its report is in {outcome.junit}" if outcome.junit else ""
         print(f"{outcome.service}: skipped: passed on {outcome.passed_on} with the same images, services, "
-              "arguments and environment (--skip-passed)", file=ctx.out)  # fmt: skip
+              f"arguments and environment (--skip-passed){report}", file=ctx.out)  # fmt: skip
     else:
         verdict = "passed" if outcome.exit_code == 0 else f"failed (exit {outcome.exit_code})"
+        if outcome.timed_out:
+            verdict = f"timed out (exit {outcome.exit_code})"
         junit = f", report {outcome.junit}" if outcome.junit else ""
         print(f"{outcome.service}: tests {verdict} in {outcome.seconds:.1f}s{junit}", file=ctx.out)
     return 0 if isinstance(outcome, Skipped) else outcome.exit_code
@@ -48,10 +54,12 @@ def outcome_json(outcome: TestOutcome | Skipped) -> dict[str, object]:
     """The same keys for a run and a skip; what does not apply is null."""
     if isinstance(outcome, Skipped):
         return {"service": outcome.service, "outcome": "skipped", "exit_code": 0, "seconds": None,
-                "junit": None, "project": None, "images": [], "passed_on": outcome.passed_on}  # fmt: skip
+                "junit": str(outcome.junit) if outcome.junit else None, "project": None, "images": [],
+                "passed_on": outcome.passed_on}  # fmt: skip
+    verdict = "passed" if outcome.exit_code == 0 else "failed"
     return {
         "service": outcome.service,
-        "outcome": "passed" if outcome.exit_code == 0 else "failed",
+        "outcome": "timed out" if outcome.timed_out else verdict,
         "exit_code": outcome.exit_code,
         "seconds": round(outcome.seconds, 3),
         "junit": str(outcome.junit) if outcome.junit else None,
@@ -59,6 +67,16 @@ def outcome_json(outcome: TestOutcome | Skipped) -> dict[str, object]:
         "images": [r.as_json() for r in outcome.images],
         "passed_on": None,
     }
+
+
+def time_limit(given: str | None, tool: Mapping[str, object], root: Path) -> float:
+    """``--timeout``, else ``[tool.stagecache] test-timeout``, else an hour: seconds, or 30m, 2h."""
+    if given is not None:
+        return parse_duration(given, "--timeout")
+    value = tool.get("test-timeout")
+    if value is None:
+        return DEFAULT_TIMEOUT
+    return parse_duration(str(value), f"{root / 'pyproject.toml'}: [tool.stagecache] test-timeout")
 
 
 def run(args: argparse.Namespace, ctx: Context) -> int:

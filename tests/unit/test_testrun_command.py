@@ -1,0 +1,156 @@
+"""Which command a test run runs, where it came from, and how its JUnit report is asked for: pure
+functions, no engine."""
+
+from __future__ import annotations
+
+import shlex
+
+import pytest
+
+from stagecache.testrun import (
+    RESULTS_MOUNT,
+    choose_command,
+    pytest_like,
+    runs_tests,
+    with_junit,
+)
+
+UVICORN = ["uvicorn", "app.main:app", "--host", "0.0.0.0", "--port", "8000"]
+REPORT = f"--junitxml={RESULTS_MOUNT}/junit-api.xml"
+
+
+def test_a_command_after_dashes_replaces_the_service_command() -> None:
+    chosen = choose_command(["pytest", "-q"], None, UVICORN, "the service's command")
+    assert chosen.argv == ["pytest", "-q"]  # not appended to uvicorn's words
+    assert chosen.origin == "the command after --"
+
+
+def test_a_command_after_dashes_wins_over_the_configured_one() -> None:
+    chosen = choose_command(["python", "-m", "pytest", "-x"], ["poetry", "run", "pytest"], [], "")
+    assert chosen.argv == ["python", "-m", "pytest", "-x"]
+
+
+def test_options_after_dashes_go_after_the_default_command() -> None:
+    chosen = choose_command(["-x", "-q"], None, ["pytest"], "the image's CMD")
+    assert chosen.argv == ["pytest", "-x", "-q"]
+    assert chosen.origin == "the image's CMD, with the options after --"
+
+
+def test_the_configured_command_comes_before_the_service_command() -> None:
+    chosen = choose_command([], ["poetry", "run", "pytest", "-v"], ["pytest"], "the image's CMD")
+    assert chosen.argv == ["poetry", "run", "pytest", "-v"]
+    assert chosen.origin == "[tool.stagecache] test-command"
+
+
+def test_a_service_command_that_runs_tests_is_kept() -> None:
+    chosen = choose_command([], None, ["pytest", "-vv"], "the service's command")
+    assert (chosen.argv, chosen.origin) == (["pytest", "-vv"], "the service's command")
+
+
+def test_a_web_server_is_replaced_by_python_m_pytest_and_the_line_says_why() -> None:
+    chosen = choose_command([], None, UVICORN, "the service's command")
+    assert chosen.argv == ["python", "-m", "pytest"]
+    assert chosen.origin == f"the default; the service's command, {shlex.join(UVICORN)}, runs no tests"
+
+
+def test_no_command_at_all_is_python_m_pytest() -> None:
+    chosen = choose_command([], None, [], "the image's CMD")
+    assert (chosen.argv, chosen.origin) == (["python", "-m", "pytest"], "the default")
+
+
+def test_an_entrypoint_that_is_pytest_keeps_its_arguments() -> None:
+    chosen = choose_command([], None, ["-q", "tests"], "the image's CMD", entrypoint=["pytest"])
+    assert chosen.argv == ["-q", "tests"]
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        "pytest",
+        "pytest -vv tests/",
+        "py.test",
+        "/usr/local/bin/pytest -q",
+        "python -m pytest",
+        "python3 -m pytest -x",
+        "python3.11 -m pytest",
+        "python -X dev -m pytest",
+        "python -mpytest",
+        "poetry run pytest",
+        "poetry run pytest -v",
+        "poetry run python -m pytest",
+        "uv run pytest",
+        "uv run --frozen --extra dev pytest -q",
+        "uv run --with=pytest-xdist pytest -n 2",
+        "pdm run pytest",
+        "pipenv run pytest",
+        "hatch run pytest",
+        "coverage run -m pytest",
+        "python -m coverage run -m pytest",
+        "poetry run coverage run -m pytest",
+        "env DJANGO_SETTINGS_MODULE=app.settings pytest",
+    ],
+)
+def test_pytest_forms_get_junitxml_at_their_end(command: str) -> None:
+    argv = shlex.split(command)
+    assert pytest_like(argv)
+    junit = with_junit(argv, "api")
+    assert junit.argv == [*argv, REPORT]
+    assert junit.env == {}
+    assert junit.note == ""
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        "uvicorn app.main:app",
+        "python manage.py test",
+        "python -m unittest",
+        "make test",
+        "tox -e py311",
+        "sh -c 'alembic upgrade head && pytest'",
+        "poetry run python manage.py test",
+        "python script.py -m pytest",
+        "uv run --extra dev",
+        "pytester",
+    ],
+)
+def test_other_commands_are_asked_through_pytest_addopts_with_a_note(command: str) -> None:
+    argv = shlex.split(command)
+    assert not pytest_like(argv)
+    junit = with_junit(argv, "api")
+    assert junit.argv == argv
+    assert junit.env == {"PYTEST_ADDOPTS": REPORT}
+    assert junit.note.startswith(f"`{command}` is not a pytest command") or "sh -c" in command
+    assert "PYTEST_ADDOPTS" in junit.note
+
+
+def test_pytest_addopts_of_the_service_are_kept_before_the_report() -> None:
+    junit = with_junit(["make", "test"], "api", addopts="-p no:cacheprovider")
+    assert junit.env == {"PYTEST_ADDOPTS": f"-p no:cacheprovider {REPORT}"}
+
+
+def test_a_pytest_entrypoint_makes_the_command_pytest_arguments() -> None:
+    junit = with_junit(["-q"], "api", entrypoint=["pytest"])
+    assert junit.argv == ["-q", REPORT]
+
+
+@pytest.mark.parametrize(
+    ("command", "expected"),
+    [
+        ("pytest", True),
+        ("python manage.py test", True),
+        ("python -m unittest discover", True),
+        ("tox", True),
+        ("sh -c 'python manage.py migrate && pytest -v'", True),
+        ("bash -c 'sleep 1; python manage.py test'", True),
+        ("uvicorn app.main:app --reload", False),
+        ("gunicorn app.wsgi", False),
+        ("python manage.py runserver 0.0.0.0:8000", False),
+        ("python -m huuva_backend", False),
+        ("fastapi run --reload app/main.py", False),
+        ("sh -c 'python manage.py migrate && python manage.py runserver'", False),
+        ("", False),
+    ],
+)
+def test_which_service_commands_run_tests(command: str, expected: bool) -> None:
+    assert runs_tests(shlex.split(command)) is expected
