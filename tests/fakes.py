@@ -58,6 +58,7 @@ class FakeEngine:
         self.layers: set[str] = set()  # diff IDs the engine has
         self.on_build: Callable[[], None] | None = None  # runs while "BuildKit reads the context"
         self.build_error = ""  # non-empty: builds fail with this log
+        self.build_tags: list[list[str]] = []  # the tags each build was asked to apply
         self._template = fixture("image-inspect-key.json")[0]
         base = fixture("image-inspect-base.json")[0]
         self._add(base, [self.BASE])
@@ -137,6 +138,7 @@ class FakeEngine:
     ) -> Completed:
         self.calls.append("build")
         self.built_options.append(options)
+        self.build_tags.append(list(tags))
         if self.on_build is not None:
             self.on_build()
         if self.build_error:

@@ -8,7 +8,9 @@ lock, a context changed during the build, a failed build.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -306,3 +308,79 @@ def test_archives_carry_no_image_names(engine: FakeEngine, store: DirectoryStore
         names = tar.getnames()
     assert manifest[0]["RepoTags"] is None
     assert "repositories" not in names
+
+
+def test_buildkit_is_never_given_the_key_tag(
+    engine: FakeEngine, store: DirectoryStore, project: Path
+) -> None:
+    """The key tag comes after the post-build key check: a build orphaned by a killed stagecache, or one
+    whose context changed, can never name an image with a key."""
+    result = resolver(engine, store).resolve(target_in(project), tags=["app:dev"])
+    assert engine.build_tags == [[]]
+    assert engine.image_inspect(result.image) is not None  # tagged afterwards
+
+
+Manifest = list[dict[str, Any]]
+
+
+def _forge(store: DirectoryStore, key: str, edit: Callable[[Manifest], Manifest]) -> None:
+    """Rewrite an entry's archive (its manifest.json through ``edit``) and its record to match: what
+    whoever can write the store can do."""
+    import hashlib
+    import io
+    import json
+    import tarfile
+
+    import zstandard
+
+    from stagecache.store.files import atomic_write
+
+    path = store.archive_path(key)
+    raw = zstandard.ZstdDecompressor().decompressobj().decompress(path.read_bytes())
+    out = io.BytesIO()
+    with tarfile.open(fileobj=io.BytesIO(raw)) as src, tarfile.open(fileobj=out, mode="w") as dst:
+        for member in src:
+            handle = src.extractfile(member)
+            data = handle.read() if handle is not None else b""
+            if member.name == "manifest.json":
+                data = json.dumps(edit(json.loads(data))).encode()
+                member.size = len(data)
+            dst.addfile(member, io.BytesIO(data))
+    packed = zstandard.ZstdCompressor().compress(out.getvalue())
+    path.write_bytes(packed)
+    record = json.loads(store.meta_path(key).read_text())
+    record.update(archive_sha256=hashlib.sha256(packed).hexdigest(), archive_bytes=len(packed))
+    atomic_write(store.meta_path(key), json.dumps(record).encode())
+
+
+def test_a_load_never_moves_a_tag_the_archive_names(
+    engine: FakeEngine, store: DirectoryStore, project: Path
+) -> None:
+    saved = resolver(engine, store).resolve(target_in(project))
+    engine.remove_image(saved.image)
+    base_before = engine.image_inspect(FakeEngine.BASE)
+    assert base_before is not None
+
+    def name_the_base(manifest: Manifest) -> Manifest:
+        return [{**manifest[0], "RepoTags": [FakeEngine.BASE, "victim:latest"]}]
+
+    _forge(store, saved.key, name_the_base)
+    loaded = resolver(engine, store).resolve(target_in(project))
+    assert loaded.outcome == "store"  # the image itself is the right one
+    base_after = engine.image_inspect(FakeEngine.BASE)
+    assert base_after is not None
+    assert base_after.id == base_before.id  # python:3.11-slim was not moved onto the loaded image
+    assert engine.image_inspect("victim:latest") is None
+
+
+def test_an_archive_of_two_images_is_refused(
+    engine: FakeEngine, store: DirectoryStore, project: Path
+) -> None:
+    saved = resolver(engine, store).resolve(target_in(project))
+    engine.remove_image(saved.image)
+    _forge(store, saved.key, lambda manifest: [*manifest, {**manifest[0], "RepoTags": ["other:1"]}])
+    report = Recorder()
+    again = resolver(engine, store, report).resolve(target_in(project))
+    assert again.outcome == "built"
+    assert any("not one image" in w and "lists 2 images" in w for w in report.warnings), report.warnings
+    assert engine.image_inspect("other:1") is None

@@ -18,9 +18,11 @@ import copy
 import io
 import json
 import tarfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import NamedTuple
+
+from ..errors import StoreError
 
 
 class Thinned(NamedTuple):
@@ -117,3 +119,99 @@ def _add_bytes(target: tarfile.TarFile, member: tarfile.TarInfo, data: bytes) ->
     rewritten = copy.copy(member)
     rewritten.size = len(data)
     target.addfile(rewritten, io.BytesIO(data))
+
+
+class ForeignArchive(StoreError):
+    """An archive that is not one image as stagecache saves them (more than one image, none)."""
+
+
+class _ChunkReader(io.RawIOBase):
+    """A read-only file object over an iterator of byte chunks, for ``tarfile``'s stream mode."""
+
+    def __init__(self, chunks: Iterable[bytes]) -> None:
+        self._chunks = iter(chunks)
+        self._left = b""
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
+        while not self._left:
+            chunk = next(self._chunks, None)
+            if chunk is None:
+                return 0
+            self._left = chunk
+        n = min(len(buffer), len(self._left))
+        buffer[:n] = self._left[:n]
+        self._left = self._left[n:]
+        return n
+
+
+def unnamed(chunks: Iterable[bytes], depth: int = 8) -> Iterator[bytes]:
+    """A ``docker save`` stream on its way into ``docker load``, with every name taken out.
+
+    Whoever can write a store can write its archives: one could list other images, or tags (``python:
+    3.11-slim``) that ``docker load`` would move. What passes here holds exactly one image and no
+    name; the loaded image is then found by the ID its record gives, and tagged by stagecache alone.
+    The copy runs in a thread of its own, a few chunks ahead (a layer is never held whole in memory);
+    :class:`ForeignArchive` is raised to the consumer when the archive is not one image.
+    """
+    import queue
+    import threading
+
+    done = object()
+    buffer: queue.Queue[object] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def put(data: bytes) -> None:
+        if stop.is_set():
+            raise ForeignArchive("the load was abandoned")
+        buffer.put(data)
+
+    def copy_without_names() -> None:
+        try:
+            source = tarfile.open(fileobj=_ChunkReader(chunks), mode="r|")  # noqa: SIM115
+            with source, tarfile.open(fileobj=_Sink(put), mode="w|", format=tarfile.PAX_FORMAT) as target:
+                for member in source:
+                    if member.name == "repositories":
+                        continue
+                    if member.name in NAMED:
+                        handle = source.extractfile(member)
+                        data = handle.read() if handle is not None else b""
+                        _check_one_image(member.name, data)
+                        _add_bytes(target, member, _without_names(member.name, data))
+                    else:
+                        target.addfile(member, source.extractfile(member) if member.isfile() else None)
+            buffer.put(done)
+        except BaseException as exc:  # handed to the consumer, raised there  # noqa: BLE001
+            buffer.put(exc)
+
+    worker = threading.Thread(target=copy_without_names, name="stagecache-unnamed", daemon=True)
+    worker.start()
+    try:
+        while True:
+            item = buffer.get()
+            if item is done:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            assert isinstance(item, bytes)
+            yield item
+    finally:
+        stop.set()
+        while worker.is_alive():  # unblock a producer waiting on a full buffer
+            try:
+                buffer.get_nowait()
+            except queue.Empty:
+                worker.join(0.01)
+
+
+def _check_one_image(name: str, data: bytes) -> None:
+    try:
+        doc = json.loads(data)
+    except ValueError:
+        raise ForeignArchive(f"its {name} is not JSON") from None
+    images = doc if name == "manifest.json" else (doc.get("manifests") if isinstance(doc, dict) else None)
+    if not isinstance(images, list) or len(images) != 1:
+        count = len(images) if isinstance(images, list) else "no"
+        raise ForeignArchive(f"its {name} lists {count} images, not the one its record names")

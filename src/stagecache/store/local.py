@@ -40,11 +40,19 @@ class DirectoryTier:
         if entry is None:
             return None
         self.reporter.step(target, f"loading from the store ({entry.archive_bytes / 1e6:.0f} MB)")
+        from . import archive
+
         try:
             with self.store.open_archive(entry) as chunks:
-                self.engine.load(self._counted(chunks, "load", entry.image_bytes))
+                self.engine.load(archive.unnamed(self._counted(chunks, "load", entry.image_bytes)))
         except CorruptEntry as exc:
             self.reporter.warn(f"{target}: {exc}; rebuilding")
+            return None
+        except archive.ForeignArchive as exc:
+            self.store.remove(key)
+            self.reporter.warn(
+                f"{target}: the store's archive is not one image ({exc}); entry removed, rebuilding"
+            )
             return None
         except CommandError as exc:  # e.g. a base layer gone from the daemon since the key was computed
             self.reporter.warn(f"{target}: docker load failed ({exc}); rebuilding")
