@@ -11,6 +11,7 @@ unnamed.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -96,6 +97,21 @@ def test_a_second_dockerfile_with_an_unnamed_last_stage(tmp_path: Path) -> None:
     assert (spec.name, spec.stage, spec.context) == ("project/Dockerfile.prod", None, tmp_path / "project")
 
 
+def test_no_test_service_but_one_dockerfile_with_a_prod_image(tmp_path: Path) -> None:
+    """A web service and its database, each built from a folder of its own: neither is a test service,
+    only the web one has a Dockerfile.prod beside it."""
+    plain = "FROM python:3.11-slim\n"
+    files = {"project/Dockerfile": plain, "project/Dockerfile.prod": plain, "project/db/Dockerfile": plain}
+    s = settings(tmp_path, {"web": ("project/Dockerfile", None), "web-db": ("project/db/Dockerfile", None)},
+                 files=files)  # fmt: skip
+    assert choose.dev_target(s) is None
+    assert choose.prod_choice(s, None).target.name == "project/Dockerfile.prod"
+    (tmp_path / "project/db/Dockerfile.prod").write_text("FROM python:3.11-slim\n")
+    expected = "the targets' Dockerfiles have several: project/Dockerfile.prod, project/db/Dockerfile.prod"
+    with pytest.raises(ConfigError, match=re.escape(expected)):
+        choose.prod_choice(s, None)
+
+
 def test_services_that_build_the_prod_stage(tmp_path: Path) -> None:
     services = {
         "api": ("Dockerfile", "prod"),
@@ -105,7 +121,7 @@ def test_services_that_build_the_prod_stage(tmp_path: Path) -> None:
     s = settings(tmp_path, services, files={"Dockerfile": STAGED})
     choice = choose.prod_choice(s, None)
     assert (choice.target.name, choice.configured) == ("api", True)
-    assert choice.reason == "service api: it builds stage 'prod' (as worker do: one image)"
+    assert choice.reason == "service api: it builds stage 'prod' (worker builds the same image)"
     other = s.targets["worker"]
     s.targets["worker"] = other._replace(spec=other.spec._replace(build_args={"DEBUG": "1"}))
     with pytest.raises(ConfigError, match=r"api, worker build stage 'prod' differently"):
@@ -143,7 +159,7 @@ def test_no_prod_image_to_be_found(tmp_path: Path) -> None:
     s = settings(
         tmp_path, {"api": ("Dockerfile", "dev")}, files={"Dockerfile": "FROM python:3.11-slim AS dev\n"}
     )
-    expected = r"cannot tell which image is prod: .*runtime, final; none in Dockerfile or a second Dockerfile"
+    expected = r"prod: .*runtime, final; none in Dockerfile \(the test service's\) or a second Dockerfile"
     with pytest.raises(ConfigError, match=expected):
         choose.prod_choice(s, None)
 

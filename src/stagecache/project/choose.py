@@ -19,6 +19,9 @@ often build it with no compose service at all:
    those names, else its last stage, named or not;
 5. the test Dockerfile's last stage, when the test service does not build it.
 
+With no test service to start from (a ``web`` service and a ``db`` built from its own folder), 3 and 4
+look at each Dockerfile the targets use, and a prod image found for one of them only is the one.
+
 A stage found in 3-5 that no target builds is built for the check only: through the resolver with
 ``save=False``, never stored, tagged with nothing but its key tag.
 """
@@ -175,10 +178,35 @@ def prod_choice(
         matches = [t for t in settings.targets.values() if built_stage(t) == stage]
         if matches:
             return _one_of(settings, matches, stage)
-    dockerfile = test.spec.dockerfile if test is not None else _only_dockerfile(settings)
-    if dockerfile is None:
-        raise _not_found(settings, "no test service to start from")
-    context = test.spec.context if test is not None else dockerfile.parent
+    if test is not None:
+        choice = _in_dockerfile(settings, adhoc, test.spec.dockerfile, test.spec.context, test)
+        if choice is not None:
+            return choice
+        where = _shown(settings, test.spec.dockerfile)
+        raise _not_found(settings, f"none in {where} (the test service's) or a second Dockerfile beside it")
+    # no test service to start from: each Dockerfile the targets use, if only one of them has a prod image
+    dockerfiles = {t.spec.dockerfile: t.spec.context for t in sorted(settings.targets.values(), key=_by_name)}
+    found = [c for d, ctx in dockerfiles.items() if (c := _in_dockerfile(settings, adhoc, d, ctx, None))]
+    if len(found) == 1:
+        return found[0]
+    if found:
+        names = ", ".join(c.target.name for c in found)
+        raise ConfigError(
+            f"name the prod image (stagecache check-prod TARGET|STAGE|PATH[:STAGE], or [tool.stagecache] "
+            f"prod-target): the targets' Dockerfiles have several: {names}"
+        )
+    where = ", ".join(_shown(settings, d) for d in dockerfiles) or "(no Dockerfile)"
+    raise _not_found(settings, f"none in {where} or a second Dockerfile beside them")
+
+
+def _by_name(target: Target) -> str:
+    return target.name
+
+
+def _in_dockerfile(
+    settings: Settings, adhoc: _Adhoc, dockerfile: Path, context: Path, test: Target | None
+) -> ProdChoice | None:
+    """Steps 3-5 of the rule in ``dockerfile`` (the test service's, when ``test`` is given)."""
     found = _stages(dockerfile)
     if found:
         for stage in PROD_STAGES:
@@ -199,14 +227,13 @@ def prod_choice(
         last = other.names[-1]
         what = f"stage {last!r}" if last else "the unnamed last stage"
         return adhoc.choice(second, context, last, f"{what} of {shown}, a second Dockerfile")
-    if found and found.names:
+    if found and found.names and test is not None:
         last = found.names[-1]
-        built = built_stage(test) if test is not None else None
-        if test is not None and last != built and (last or "") not in DEV_STAGES:
+        if last != built_stage(test) and (last or "") not in DEV_STAGES:
             what = f"stage {last!r}" if last else "the unnamed last stage"
             reason = f"{what} of {_shown(settings, dockerfile)}: the last stage, which the test service "
             return adhoc.choice(dockerfile, context, last, reason + f"{test.name} does not build")
-    raise _not_found(settings, f"none in {_shown(settings, dockerfile)} or a second Dockerfile beside it")
+    return None
 
 
 class _Adhoc:
@@ -277,8 +304,9 @@ def _one_of(settings: Settings, matches: list[Target], stage: str) -> ProdChoice
     first = sorted(matches, key=lambda t: t.name)[0]
     what = "service" if first.service else "target"
     reason = f"{what} {first.name}: it builds stage {stage!r}"
-    if len(matches) > 1:
-        reason += f" (as {', '.join(sorted(t.name for t in matches if t is not first))} do: one image)"
+    others = sorted(t.name for t in matches if t is not first)
+    if others:
+        reason += f" ({', '.join(others)} {'builds' if len(others) == 1 else 'build'} the same image)"
     return ProdChoice(first, reason, True)
 
 
