@@ -201,6 +201,19 @@ def test_without_a_command_the_server_gives_way_to_pytest(beside: Beside, tmp_pa
     assert (tmp_path / "junit-api.xml").is_file()
 
 
+def test_the_configured_test_command_runs(beside: Beside, tmp_path: Path) -> None:
+    configured = copy_of_fixture(tmp_path, beside.project.name)
+    configured.env = {**beside.project.env, "STAGECACHE_STORE": str(tmp_path / "store")}
+    pyproject = configured.root / "pyproject.toml"
+    table = '\n[tool.stagecache]\ntest-command = ["python", "-m", "pytest", "-q", "-k", "health"]\n'
+    pyproject.write_text(pyproject.read_text() + table)
+    done = configured.stagecache("test", "api", "--no-store", "--results", str(tmp_path / "results"))
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert ("api: running python -m pytest -q -k health --junitxml=/stagecache-results/junit-api.xml "
+            "([tool.stagecache] test-command)") in done.stderr.splitlines()  # fmt: skip
+    assert "1 passed, 2 deselected" in done.stdout
+
+
 def test_a_run_that_never_ends_is_stopped_at_its_time_limit(engine: Docker, beside: Beside) -> None:
     start = time.monotonic()
     done = beside.project.stagecache("test", "api", "--no-store", "--timeout", "6", "--", "python", "-c",
