@@ -158,11 +158,33 @@ def _module(words: Sequence[str]) -> tuple[str | None, list[str]]:
     return None, []
 
 
+_COVERAGE_VALUES = {
+    "--source",
+    "--rcfile",
+    "--omit",
+    "--include",
+    "--context",
+    "--data-file",
+    "--concurrency",
+}
+
+
 def _coverage_runs_pytest(words: Sequence[str]) -> bool:
+    """``coverage run [options] -m pytest``."""
     if words[:1] != ["run"]:
         return False
-    module, _ = _module(words[1:])
-    return module == "pytest"
+    rest, i = list(words[1:]), 0
+    while i < len(rest):
+        word = rest[i]
+        if word in _COVERAGE_VALUES:  # an option and its value (`--source app`)
+            i += 2
+        elif word.startswith("-m") and not word.startswith("--"):
+            return _module(rest[i:])[0] == "pytest"
+        elif word.startswith("-"):
+            i += 1
+        else:
+            return False  # a script
+    return False
 
 
 def shell_script(command: Sequence[str]) -> str | None:
