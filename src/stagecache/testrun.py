@@ -378,7 +378,7 @@ class TestRunner:
         """Resolve the images, choose the command and make the run's own compose project."""
         services = settings.compose_data.get("services") or {}
         if service not in services:
-            raise ConfigError(f"unknown service {service!r}; services: {', '.join(sorted(services))}")
+            raise ConfigError(_unknown(settings, service))
         names = [service, *dependencies(services, service)]
         images = self.images_for(settings, names)
         project = project or f"sc-{service}-{uuid.uuid4().hex[:8]}"
@@ -519,7 +519,7 @@ class TestRunner:
         It gets fresh volumes and networks of its own, as a test run does, and keeps its ports."""
         services = settings.compose_data.get("services") or {}
         if service not in services:
-            raise ConfigError(f"unknown service {service!r}; services: {', '.join(sorted(services))}")
+            raise ConfigError(_unknown(settings, service))
         images = self.images_for(settings, [service, *dependencies(services, service)])
         name = f"sc-run-{service}-{uuid.uuid4().hex[:8]}"
         isolation = isolate(settings.compose_data, service, project=name, contexts=_contexts(settings),
@@ -723,6 +723,12 @@ def compose_error(stderr: str) -> str:
     lines = [line.strip() for line in stderr.splitlines() if line.strip()]
     errors = [line for line in lines if "error" in line.lower() or "failed" in line.lower()]
     return " | ".join(errors[-2:]) if errors else (lines[-1] if lines else "")
+
+
+def _unknown(settings: Settings, service: str) -> str:
+    services = settings.compose_data.get("services") or {}
+    hint = settings.profile_hint(service)  # a service an inactive profile hides: which one enables it
+    return hint or f"unknown service {service!r}; services: {', '.join(sorted(services))}"
 
 
 def _contexts(settings: Settings) -> list[Path]:

@@ -13,6 +13,7 @@ import pytest
 from stagecache import testpass, testrun
 from stagecache.build import Resolver, Result
 from stagecache.engine.base import Compose
+from stagecache.errors import ConfigError
 from stagecache.key.spec import TargetSpec
 from stagecache.process import Completed
 from stagecache.project.settings import Settings, Target
@@ -313,3 +314,12 @@ def test_a_dependency_that_dies_while_the_tests_run_is_said_after_them() -> None
         "warning: broken exited with code 3 (its last log line: FATAL:  data directory has wrong ownership) "
         "while the tests ran"
     )
+
+
+def test_a_service_an_inactive_profile_hides_says_which_profile() -> None:
+    config = settings()
+    config.hidden_services = lambda: {"worker": ("jobs",)}
+    with pytest.raises(ConfigError, match=r"service 'worker' is in profile 'jobs', which is not active"):
+        runner(Engine()).plan_compose(config, "worker")
+    with pytest.raises(ConfigError, match=r"unknown service 'nope'; services: adminer, api, db"):
+        runner(Engine()).plan_compose(config, "nope")
