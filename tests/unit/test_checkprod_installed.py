@@ -102,6 +102,22 @@ def test_each_dev_only_package_is_told_apart() -> None:
     assert [f.counted for f in findings.values()].count(True) == 3
 
 
+def test_up_to_what_was_asked_for() -> None:
+    """virtualenv 21 needs python-discovery (in no lock), which needs filelock (dev-only here)."""
+    present = [
+        dist("poetry", "2.5.1", ["virtualenv>=20"], requested=True),
+        dist("virtualenv", "21.15.11", ["python-discovery>=1", "distlib"]),
+        dist("python-discovery", "1.9.6", ["filelock>=3"]),
+        dist("filelock", "4.3.1"),
+    ]
+    installs = installs_in([("pip install --upgrade pip poetry", 8, "Dockerfile")])
+    findings = {f.package.name: f.why for f in classify(DEV, present, ENV, installs=installs)}
+    assert findings["filelock"] == (
+        "installed with poetry 2.5.1 (through virtualenv 21.15.11, python-discovery 1.9.6), "
+        "which Dockerfile:8 installs with pip; the lock pins 3.18.0 for dev"
+    )
+
+
 def test_a_tool_that_the_dockerfile_does_not_name() -> None:
     present = [dist("poetry", "1.8.3", ["virtualenv>=20"], requested=True), dist("virtualenv", "20.30.0")]
     (finding,) = classify(DEV, present, ENV)

@@ -234,7 +234,7 @@ def classify(
         elif i in vendored:
             why = f"vendored inside {vendored[i]}: its own copy, not an installed package"
         elif kind == "tool":
-            why = _tool_why(present, i, via, position, installs)
+            why = _tool_why(i, via, requirers, position, installs)
         else:
             why = _leak_why(p, [q for q in requirers.get(i, []) if q.key in dev.names])
         if differs:
@@ -254,20 +254,35 @@ def vendored_in(location: str) -> str | None:
 
 
 def _tool_why(
-    present: Sequence[Installed],
     i: int,
     via: Mapping[int, Installed],
+    requirers: Mapping[int, Sequence[Installed]],
     position: Mapping[int, int],
     installs: Callable[[str], str | None],
 ) -> str:
+    """ "installed with poetry 2.5.1 (through virtualenv 21.1, python-discovery 1.9)": up from the package
+    through the dev-named packages the tool needs, and through what was not asked for by name, to the
+    distribution that was (or that the Dockerfile installs)."""
     chain: list[Installed] = []
     q = via[i]
-    while position[id(q)] in via and len(chain) < 10:  # through other dev-named packages to the tool
-        chain.append(q)
-        q = via[position[id(q)]]
+    seen = {i}
+    while len(chain) < 10:
+        qi = position[id(q)]
+        if qi in seen:
+            break
+        seen.add(qi)
+        if qi in via:  # a dev-named package there for the tool: on up
+            chain.append(q)
+            q = via[qi]
+            continue
+        ups = requirers.get(qi, [])
+        if q.requested or installs(q.key) or not ups:
+            break
+        chain.append(q)  # pulled in by something else: on up, to what was asked for if anything was
+        q = sorted(ups, key=lambda u: not u.requested)[0]
     why = f"installed with {q.label()}"
     if chain:
-        why += f" (through {', '.join(c.label() for c in chain)})"
+        why += f" (through {', '.join(c.label() for c in reversed(chain))})"
     hint = installs(q.key)
     if hint:
         why += f", {hint}"
