@@ -262,6 +262,24 @@ def test_a_dependency_that_exits_is_said_with_its_own_words(
     assert beside.project.api("/notes") == [{"id": 1, "text": "the user's own note"}]
 
 
+def test_a_dependency_that_cannot_start_is_said_in_the_engines_words(
+    engine: Docker, beside: Beside, tmp_path: Path
+) -> None:
+    broken = copy_of_fixture(tmp_path, beside.project.name)
+    broken.env = {**beside.project.env, "STAGECACHE_STORE": str(tmp_path / "store")}
+    compose = broken.root / "compose.yaml"
+    typo = '    entrypoint: ["/usr/local/bin/docker-entrypoint-typo.sh"]\n'
+    compose.write_text(
+        compose.read_text().replace("    image: postgres:15\n", f"    image: postgres:15\n{typo}")
+    )
+    done = broken.stagecache("test", "api", "--no-store", "--", "pytest", "-q")
+    assert done.returncode == 1
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("stagecache: error: could not start db: Error response from daemon: "), last
+    assert "docker-entrypoint-typo.sh: no such file or directory" in last
+    assert leftovers(engine, run_project(done.stderr)) == {}
+
+
 def test_keep_mounts_keeps_the_source_mount(beside: Beside) -> None:
     """The control of test_nothing_is_written_into_the_build_context: with the mount kept, as `docker
     compose run` keeps it, the tests import the host's code and Python writes into the context."""
