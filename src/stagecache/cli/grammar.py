@@ -190,7 +190,10 @@ def _run(p: Parser) -> None:
 def _check_prod(p: Parser) -> None:
     _project_options(p)
     _image_options(p)
-    p.add_argument("target", nargs="?", help="default: the target built for the prod stage")
+    p.add_argument("target", nargs="?", metavar="TARGET|STAGE|PATH[:STAGE]",
+                   help="the prod image (default: [tool.stagecache] prod-target, else the target building a "
+                   "prod/production/release/runtime/final stage, else such a stage of the test service's "
+                   "Dockerfile, else a second Dockerfile.prod; see docs/checkprod.md)")  # fmt: skip
     _json_option(p, "the report")
 
 
