@@ -157,3 +157,19 @@ def test_a_pytest_entrypoint_makes_the_command_pytest_arguments() -> None:
 )
 def test_which_service_commands_run_tests(command: str, expected: bool) -> None:
     assert runs_tests(shlex.split(command)) is expected
+
+
+def test_the_time_limit_comes_from_the_option_then_the_configuration_then_an_hour() -> None:
+    from pathlib import Path
+
+    from stagecache.cli.commands.test import time_limit
+    from stagecache.errors import ConfigError
+
+    root = Path("/project")
+    assert time_limit("30m", {"test-timeout": 60}, root) == 1800
+    assert time_limit("90", {}, root) == 90
+    assert time_limit(None, {"test-timeout": 900}, root) == 900
+    assert time_limit(None, {"test-timeout": "2h"}, root) == 7200
+    assert time_limit(None, {}, root) == 3600
+    with pytest.raises(ConfigError, match=r"pyproject.toml: \[tool.stagecache\] test-timeout 'soon'"):
+        time_limit(None, {"test-timeout": "soon"}, root)
