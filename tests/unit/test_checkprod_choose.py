@@ -20,6 +20,7 @@ import pytest
 
 from stagecache.app import resolver_for
 from stagecache.checkprod import check_prod
+from stagecache.cli.commands.check import as_json
 from stagecache.errors import ConfigError
 from stagecache.key.spec import TargetSpec
 from stagecache.process import Completed
@@ -205,3 +206,14 @@ def test_a_stage_built_for_the_check_is_not_stored_nor_tagged(tmp_path: Path) ->
         ("pytest", "leak", "installed by pip on request")]  # fmt: skip
     assert engine.probed[-1] == "python:3.11-slim"  # the base image, to tell what it ships
     assert store.entries() == []
+    data = as_json(result)
+    assert data["chosen"] == {"target": "Dockerfile:prod", "dockerfile": str(tmp_path / "Dockerfile"),
+                              "stage": "prod", "reason": result.choice.reason, "configured": False,
+                              "stored": False}  # fmt: skip
+    assert (data["clean"], data["not_counted"], data["base_image"]) == (False, [], "python:3.11-slim")
+    location = f"{site}/pytest-8.3.5.dist-info"
+    assert data["found"] == [{"name": "pytest", "version": "8.3.5", "location": location, "verdict": "leak",
+                              "why": "installed by pip on request", "lock_version": None, "installer": "pip",
+                              "requested": True}]  # fmt: skip
+    assert data["dev_packages"] == {"source": result.report.dev_packages.source,
+                                    "files": ["requirements-dev.txt"], "names": ["pytest"]}  # fmt: skip
