@@ -381,7 +381,7 @@ class TestRunner:
             raise ConfigError(_unknown(settings, service))
         names = [service, *dependencies(services, service)]
         images = self.images_for(settings, names)
-        project = project or f"sc-{service}-{uuid.uuid4().hex[:8]}"
+        project = project or run_name("sc", service)
         isolation = isolate(
             settings.compose_data,
             service,
@@ -521,7 +521,7 @@ class TestRunner:
         if service not in services:
             raise ConfigError(_unknown(settings, service))
         images = self.images_for(settings, [service, *dependencies(services, service)])
-        name = f"sc-run-{service}-{uuid.uuid4().hex[:8]}"
+        name = run_name("sc-run", service)
         isolation = isolate(settings.compose_data, service, project=name, contexts=_contexts(settings),
                             images={r.target: r.image for r in images}, keep_mounts=True,
                             publish_ports=True)  # fmt: skip
@@ -673,7 +673,7 @@ class TestRunner:
         start = time.monotonic()
         (result,) = plan.images
         service = plan.service
-        name = f"sc-{service}-{uuid.uuid4().hex[:8]}"
+        name = run_name("sc", service)
         options = ["--name", name, "--label", f"{LABEL_PREFIX}.run={name}"]
         if tty:
             options.append("-t")
@@ -723,6 +723,11 @@ def compose_error(stderr: str) -> str:
     lines = [line.strip() for line in stderr.splitlines() if line.strip()]
     errors = [line for line in lines if "error" in line.lower() or "failed" in line.lower()]
     return " | ".join(errors[-2:]) if errors else (lines[-1] if lines else "")
+
+
+def run_name(prefix: str, service: str) -> str:
+    """A name of the run's own, as compose takes project names (lowercase letters, digits, - and _)."""
+    return f"{prefix}-{re.sub(r'[^a-z0-9_-]+', '-', service.lower())}-{uuid.uuid4().hex[:8]}"
 
 
 def _unknown(settings: Settings, service: str) -> str:

@@ -3,6 +3,7 @@ functions, no engine."""
 
 from __future__ import annotations
 
+import re
 import shlex
 
 import pytest
@@ -173,3 +174,10 @@ def test_the_time_limit_comes_from_the_option_then_the_configuration_then_an_hou
     assert time_limit(None, {}, root) == 3600
     with pytest.raises(ConfigError, match=r"pyproject.toml: \[tool.stagecache\] test-timeout 'soon'"):
         time_limit(None, {"test-timeout": "soon"}, root)
+
+
+def test_run_names_are_names_compose_takes() -> None:
+    from stagecache.testrun import run_name
+
+    assert re.fullmatch(r"sc-api-tests-[0-9a-f]{8}", run_name("sc", "api-tests"))
+    assert re.fullmatch(r"sc-web-app-[0-9a-f]{8}", run_name("sc", "Web.App"))
