@@ -33,6 +33,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..errors import ConfigError
 from .compose import ComposeFiles
 
 if TYPE_CHECKING:
@@ -79,14 +80,21 @@ def resolved(
 
 def ask(engine: Engine, found: ComposeFiles, root: Path) -> dict[str, Any]:
     """``docker compose config`` run in ``root`` as the user would run it: ``-f`` only for files named
-    explicitly, ``-p``, ``--profile`` and ``--env-file`` only as given."""
-    return engine.compose_config(
-        root,
-        found.files if found.explicit else (),
-        project_name=found.project_name,
-        profiles=found.given_profiles,
-        env_files=found.given_env_files,
-    )
+    explicitly, ``-p``, ``--profile`` and ``--env-file`` only as given. An error names the files compose
+    read (compose's own message often names only a line)."""
+    try:
+        return engine.compose_config(
+            root,
+            found.files if found.explicit else (),
+            project_name=found.project_name,
+            profiles=found.given_profiles,
+            env_files=found.given_env_files,
+        )
+    except ConfigError as exc:
+        if found.explicit or not found.files:
+            raise
+        names = ", ".join(str(f) for f in found.files)
+        raise ConfigError(f"{names}: {str(exc).split(': ', 1)[-1]}") from None
 
 
 def slot(found: ComposeFiles, root: Path) -> str:
