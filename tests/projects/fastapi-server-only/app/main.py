@@ -1,4 +1,3 @@
-# mypy: ignore-errors
 # (a fixture project: its dependencies are in its image, not in stagecache's environment)
 """A notes service: FastAPI over PostgreSQL (DATABASE_URL)."""
 
