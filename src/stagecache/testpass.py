@@ -11,7 +11,8 @@ from pathlib import Path
 
 from .project.settings import Settings, Target
 from .store.records import Records
-from .testrun import DEFAULT_TIMEOUT, HostNetwork, Plan, TestOutcome, TestRunner, junit_name
+from .testcmd import junit_name
+from .testrun import DEFAULT_TIMEOUT, HostNetwork, Plan, TestOutcome, TestRunner
 
 
 @dataclass(frozen=True)

@@ -9,52 +9,50 @@ and ``compose down --volumes`` on the run's own project removes what the run cre
 failure, a time-out or Ctrl-C alike. Without one (seed 2's shape), the tests run in ``docker run`` and
 reach a database on the host through ``--network host`` or an added host entry for the host's gateway.
 
-Which command runs: the words after ``--`` (in place of the service's command, as ``docker compose
-run SERVICE COMMAND`` does; options alone go after the default command), else ``[tool.stagecache]
-test-command``, else the service's own command when it is a test runner, else ``python -m pytest``.
+Which command runs and how its report is asked for: :mod:`.testcmd`; waiting for the dependencies:
+:mod:`.testwait`.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import os
-import posixpath
 import re
 import shlex
-import signal
-import threading
 import time
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .build import Resolver, Result
 from .engine.base import Compose, Engine
-from .errors import ConfigError, ExitCode, StagecacheError
+from .errors import ConfigError
 from .progress import Reporter, Silent
 from .project.settings import Settings, Target
 from .refs import LABEL_PREFIX
+from .testcmd import RESULTS_MOUNT, Junit, TestCommand, choose_command, junit_name, with_junit
 from .testenv import RUN_LABEL, Isolation, compose_project, dependencies, isolate
+from .testwait import Deadline, Dependencies, ServicesNotReady, terminate_as_interrupt, uninterrupted
 
-RESULTS_MOUNT = "/stagecache-results"
-DEFAULT_COMMAND = ("python", "-m", "pytest")
 DEFAULT_TIMEOUT = 3600.0  # seconds: a run that never finishes ends after an hour
 TIMED_OUT = 124  # the exit code of a run ended by its time limit (as timeout(1) says it)
 _TIMED_OUT_LINE = (
     "the run took longer than its time limit, {:g}s (--timeout, [tool.stagecache] test-timeout); "
     "stopped and removed"
 )
-LOG_LINES = 20  # a failed dependency's last log lines shown
-_ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")  # compose's terminal codes, even with --no-color
 
 
-class ServicesNotReady(StagecacheError):
-    """A dependency did not become healthy in time."""
-
-    exit_code = ExitCode.FAILED
+def _prepare_results(results: Path | None, service: str) -> None:
+    """The JUnit directory: made if absent (readable and writable by anyone, for the container's user,
+    often not root, to write the report); an existing directory's mode is left as it is — the report
+    is then written by a user with access to it, or the run says why none came."""
+    if results is not None:
+        if not results.is_dir():
+            results.mkdir(parents=True)
+            os.chmod(results, 0o777)  # noqa: S103 - ours, made just now, for the container's user
+        (results / junit_name(service)).unlink(missing_ok=True)  # never pass off an old report as new
 
 
 @dataclass
@@ -69,26 +67,6 @@ class TestOutcome:
     command: list[str] = field(default_factory=list)
 
 
-@dataclass(frozen=True)
-class NotReady:
-    service: str
-    state: str  # "starting", "unhealthy", "exited", "created", …
-    last_check: str  # the healthcheck's last exit code and output
-    exited: bool
-    error: str = ""  # the engine's own message (a container that could not start)
-    exit_code: int | None = None
-
-    def __str__(self) -> str:
-        if self.state in ("exited", "dead"):
-            said = f": {self.error}" if self.error else ""
-            return f"{self.service} exited with code {self.exit_code}{said}"
-        if self.error:
-            return f"{self.service} could not start: {self.error}"
-        if self.state in ("starting", "unhealthy"):
-            return f"{self.service} is {self.state} ({self.last_check or 'no healthcheck output'})"
-        return f"{self.service} is {self.state}"
-
-
 @dataclass
 class HostNetwork:
     """How a container reaches services on the host (seed 2's shape)."""
@@ -98,253 +76,6 @@ class HostNetwork:
 
 
 # --- which command runs ---------------------------------------------------------------------------------
-_PYTHON = re.compile(r"python(\d+(\.\d+)?)?")
-_WRAPPERS = {"poetry": "run", "uv": "run", "pdm": "run", "pipenv": "run", "hatch": "run", "rye": "run"}
-_SHELLS = {"sh", "bash", "dash", "ash", "zsh"}
-
-
-def pytest_like(command: Sequence[str]) -> bool:
-    """Whether a command runs pytest, so that ``--junitxml`` can be added to its end: ``pytest``,
-    ``py.test``, ``python[3[.11]] -m pytest``, ``coverage run -m pytest``, and each of these after
-    ``poetry run``, ``uv run [options]``, ``pdm run``, ``pipenv run``, ``hatch run``, ``rye run``
-    or ``env``."""
-    words = list(command)
-    if not words:
-        return False
-    first = posixpath.basename(words[0])
-    if first in ("pytest", "py.test"):
-        return True
-    if _PYTHON.fullmatch(first):
-        module, rest = _module(words[1:])
-        return module == "pytest" or (module == "coverage" and _coverage_runs_pytest(rest))
-    if first == "coverage":
-        return _coverage_runs_pytest(words[1:])
-    if first == "env":
-        rest = words[1:]
-        while rest and (rest[0].startswith("-") or "=" in rest[0]):
-            rest = rest[1:]
-        return pytest_like(rest)
-    if _WRAPPERS.get(first) and words[1:2] == [_WRAPPERS[first]]:
-        rest = words[2:]
-        after_option = False
-        while rest:
-            word = rest[0]
-            if pytest_like(rest):
-                return True
-            if word.startswith("-"):
-                after_option = "=" not in word
-            elif after_option:  # the option's value (`uv run --extra dev pytest`)
-                after_option = False
-            else:
-                return False
-            rest = rest[1:]
-    return False
-
-
-def _module(words: Sequence[str]) -> tuple[str | None, list[str]]:
-    """The module of ``python [options] -m MODULE ARGS`` and its arguments."""
-    skip = False
-    for i, word in enumerate(words):
-        if skip:  # the value of -X or -W
-            skip = False
-        elif word == "-m":
-            return (words[i + 1], list(words[i + 2 :])) if i + 1 < len(words) else (None, [])
-        elif word.startswith("-m"):
-            return word[2:], list(words[i + 1 :])
-        elif word in ("-X", "-W"):
-            skip = True
-        elif not word.startswith("-") or word.startswith("-c"):
-            return None, []  # a script, or -c CODE
-    return None, []
-
-
-_COVERAGE_VALUES = {
-    "--source",
-    "--rcfile",
-    "--omit",
-    "--include",
-    "--context",
-    "--data-file",
-    "--concurrency",
-}
-
-
-def _coverage_runs_pytest(words: Sequence[str]) -> bool:
-    """``coverage run [options] -m pytest``."""
-    if words[:1] != ["run"]:
-        return False
-    rest, i = list(words[1:]), 0
-    while i < len(rest):
-        word = rest[i]
-        if word in _COVERAGE_VALUES:  # an option and its value (`--source app`)
-            i += 2
-        elif word.startswith("-m") and not word.startswith("--"):
-            return _module(rest[i:])[0] == "pytest"
-        elif word.startswith("-"):
-            i += 1
-        else:
-            return False  # a script
-    return False
-
-
-def shell_script(command: Sequence[str]) -> str | None:
-    """The script of ``sh -c SCRIPT`` (or bash, …), else None."""
-    words = list(command)
-    if len(words) >= 3 and posixpath.basename(words[0]) in _SHELLS and words[1] in ("-c", "-ec", "-ce"):
-        return words[2]
-    return None
-
-
-def runs_tests(command: Sequence[str]) -> bool:
-    """Whether a service's own command is a test run (and not a server, a worker or a shell)."""
-    if pytest_like(command):
-        return True
-    words = list(command)
-    script = shell_script(words)
-    if script is not None:
-        return bool(re.search(r"\b(pytest|py\.test|manage\.py test|tox|nox)\b", script))
-    if not words:
-        return False
-    first = posixpath.basename(words[0])
-    if first in ("tox", "nox"):
-        return True
-    if _PYTHON.fullmatch(first):
-        module, _ = _module(words[1:])
-        if module == "unittest":
-            return True
-        return module is None and len(words) >= 3 and words[1].endswith("manage.py") and words[2] == "test"
-    return False
-
-
-@dataclass(frozen=True)
-class TestCommand:
-    """The command a test run runs, and where it came from (for the line that says so)."""
-
-    argv: list[str]
-    origin: str
-
-
-def choose_command(
-    words: Sequence[str],
-    configured: Sequence[str] | None,
-    own: Sequence[str],
-    own_origin: str,
-    entrypoint: Sequence[str] = (),
-) -> TestCommand:
-    """The words after ``--`` (a command in place of the service's; options alone go after the
-    command chosen without them), else ``configured`` (``[tool.stagecache] test-command``), else the
-    service's own command when it runs tests, else ``python -m pytest``."""
-    words = list(words)
-    if words and not words[0].startswith("-"):
-        return TestCommand(words, "the command after --")
-    if configured:
-        argv, origin = list(configured), "[tool.stagecache] test-command"
-    elif own and (runs_tests(own) or pytest_like([*entrypoint, *own])):
-        argv, origin = list(own), own_origin
-    elif not own and pytest_like(entrypoint):
-        argv, origin = [], "the image's ENTRYPOINT"
-    else:
-        argv, origin = list(DEFAULT_COMMAND), "the default"
-        if own:
-            origin += f"; {own_origin}, {shlex.join(own)}, runs no tests"
-    if words:
-        origin += ", with the options after --"
-    return TestCommand([*argv, *words], origin)
-
-
-def junit_name(service: str) -> str:
-    return f"junit-{service}.xml"
-
-
-@dataclass(frozen=True)
-class Junit:
-    """How a run is asked for its JUnit report: words added to the command, or an environment variable."""
-
-    argv: list[str]
-    env: dict[str, str]
-    note: str = ""  # why the report may not come ('' when it will)
-
-
-def with_junit(
-    command: Sequence[str], service: str, entrypoint: Sequence[str] = (), addopts: str | None = None
-) -> Junit:
-    """``--junitxml`` at the end of a pytest command; for any other command (a script, ``make test``),
-    ``PYTEST_ADDOPTS`` (after ``addopts``, the value the container would have), so that a pytest it
-    starts writes the report too."""
-    option = f"--junitxml={RESULTS_MOUNT}/{junit_name(service)}"
-    if pytest_like([*entrypoint, *command]):
-        return Junit([*command, option], {})
-    shown = shlex.join([*entrypoint, *command])
-    value = f"{addopts} {option}" if addopts else option
-    return Junit(list(command), {"PYTEST_ADDOPTS": value},
-                 f"`{shown}` is not a pytest command stagecache can add --junitxml to: "
-                 "a pytest it starts is asked for the report through PYTEST_ADDOPTS")  # fmt: skip
-
-
-# --- signals ------------------------------------------------------------------------------------------
-@contextlib.contextmanager
-def _signals(handlers: Mapping[signal.Signals, Any]) -> Iterator[None]:
-    """Install signal handlers for the block; outside the main thread (where Python forbids it), none."""
-    try:
-        previous = {sig: signal.signal(sig, handler) for sig, handler in handlers.items()}
-    except ValueError:
-        yield
-        return
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-
-
-def _raise_interrupt(signum: int, frame: Any) -> None:
-    raise KeyboardInterrupt
-
-
-def _terminate_as_interrupt() -> contextlib.AbstractContextManager[None]:
-    """SIGTERM (a CI runner cancelling the job) takes the same clean-up path as Ctrl-C."""
-    return _signals({signal.SIGTERM: _raise_interrupt})
-
-
-def _uninterrupted() -> contextlib.AbstractContextManager[None]:
-    """Keep a second Ctrl-C, or a SIGTERM, from cutting the clean-up short."""
-    return _signals({signal.SIGINT: signal.SIG_IGN, signal.SIGTERM: signal.SIG_IGN})
-
-
-def _prepare_results(results: Path | None, service: str) -> None:
-    if results is not None:
-        results.mkdir(parents=True, exist_ok=True)
-        os.chmod(results, 0o777)  # noqa: S103 - the container's user (often not root) writes the report here
-        (results / junit_name(service)).unlink(missing_ok=True)  # never pass off an old report as new
-
-
-class _Deadline:
-    """A run's wall-clock limit: when it passes, ``expire`` runs (it stops the test container)."""
-
-    def __init__(self, seconds: float) -> None:
-        self.seconds = seconds
-        self.end = time.monotonic() + seconds
-        self.passed = False
-        self._timer: threading.Timer | None = None
-
-    def left(self) -> float:
-        return max(0.0, self.end - time.monotonic())
-
-    @contextlib.contextmanager
-    def enforced(self, expire: Any) -> Iterator[None]:
-        def fire() -> None:
-            self.passed = True
-            expire()
-
-        self._timer = threading.Timer(self.left(), fire)
-        self._timer.daemon = True
-        self._timer.start()
-        try:
-            yield
-        finally:
-            self._timer.cancel()
-
-
 @dataclass
 class Plan:
     """What a test run will do, decided before it starts (and what ``--skip-passed`` compares)."""
@@ -364,6 +95,10 @@ class TestRunner:
     docker: Engine
     resolver: Resolver
     reporter: Reporter = field(default_factory=Silent)
+
+    @property
+    def dependencies(self) -> Dependencies:
+        return Dependencies(self.docker, self.reporter)
 
     # --- planning -----------------------------------------------------------------------------------
     def plan_compose(
@@ -445,16 +180,16 @@ class TestRunner:
         env = dict(env or {})
         junit = self._junit(plan, results, env.get("PYTEST_ADDOPTS", plan.addopts))
         env.update(junit.env)
-        deadline = _Deadline(timeout)
+        deadline = Deadline(timeout)
         code, timed_out = 1, False
         with compose_project(isolation.model, plan.project) as project:
             _prepare_results(results, service)
-            with _terminate_as_interrupt():
+            with terminate_as_interrupt():
                 try:
                     if deps:
                         self.reporter.step(service, f"starting {', '.join(deps)} (project {project.name})")
                         try:
-                            self._up(project, deps, min(wait_timeout, deadline.left()))
+                            self.dependencies.up(project, deps, min(wait_timeout, deadline.left()))
                         except ServicesNotReady:
                             if deadline.left() > 0:
                                 raise
@@ -484,7 +219,7 @@ class TestRunner:
                             code = self.docker.compose(project, *args, capture=False, check=False).returncode
                         timed_out = deadline.passed
                         if code != 0 and deps and not timed_out:
-                            self._dependencies_gone(project, deps)
+                            self.dependencies.gone(project, deps)
                 finally:
                     self.down(project, service)
         if timed_out:
@@ -529,7 +264,7 @@ class TestRunner:
             self.reporter.step(who, line)
         with compose_project(isolation.model, name) as project:
             self.reporter.step(service, f"starting (project {project.name}); Ctrl-C stops it")
-            with _terminate_as_interrupt():
+            with terminate_as_interrupt():
                 try:
                     up = ["up", "--no-build", "--abort-on-container-exit", service]
                     return self.docker.compose(project, *up, capture=False, check=False).returncode
@@ -570,7 +305,7 @@ class TestRunner:
         """Remove the run's containers, networks and volumes: ``down --volumes`` on the run's own project
         (whose volumes are all the run's), then any volume still labelled with the run's project.
         Neither Ctrl-C nor SIGTERM cuts it short."""
-        with _uninterrupted():
+        with uninterrupted():
             self.reporter.step(service, "removing the run's containers, networks and volumes")
             self.docker.compose(
                 project, "down", "--volumes", "--remove-orphans", "--timeout", "5", check=False
@@ -586,78 +321,6 @@ class TestRunner:
                 tags = [target.image] if target.image else []
                 out.append(self.resolver.resolve(target, tags=tags))
         return out
-
-    # --- waiting for the dependencies -----------------------------------------------------------------
-    def _up(self, project: Compose, deps: Sequence[str], wait_timeout: float) -> None:
-        """Start the dependencies and wait, at most ``wait_timeout`` seconds, until each is running and,
-        where it has a healthcheck, healthy. (Polled here rather than left to ``up --wait``, which was
-        seen to return success while a dependency's healthcheck was still failing.) What fails is said
-        with compose's or the engine's own words, after the service's last log lines."""
-        up = self.docker.compose(project, "up", "--detach", "--no-build", *deps, check=False)
-        deadline = time.monotonic() + wait_timeout
-        while up.returncode == 0:
-            problems = self._not_ready(project, deps)
-            if not problems:
-                return
-            exited = any(p.exited for p in problems)
-            if exited or time.monotonic() > deadline:
-                last = self._show_logs(project, [p.service for p in problems])
-                detail = "; ".join(_with_last_line(p, last) for p in problems)
-                when = "" if exited else f" after {wait_timeout:.0f}s"
-                raise ServicesNotReady(f"services not ready{when}: {detail}")
-            time.sleep(0.25)
-        said = compose_error(up.stderr) or f"exit {up.returncode}"
-        problems = self._not_ready(project, deps)
-        self._show_logs(project, [p.service for p in problems if p.state != "not created"])
-        more = "; ".join(str(p) for p in problems if p.error and p.error not in said)
-        raise ServicesNotReady(f"could not start {', '.join(deps)}: {said}" + (f"; {more}" if more else ""))
-
-    def _not_ready(self, project: Compose, deps: Sequence[str]) -> list[NotReady]:
-        rows = {str(row.get("Service")): row for row in self.docker.compose_ps(project)}
-        problems = []
-        for service in deps:
-            row = rows.get(service)
-            if row is None:
-                problems.append(NotReady(service, "not created", "", exited=False))
-                continue
-            state, health = str(row.get("State", "")), str(row.get("Health", ""))
-            if state == "exited" and str(row.get("ExitCode")) == "0":
-                continue  # a one-shot dependency (migrations, fixtures) that has done its job
-            if state != "running" or health not in ("", "healthy"):
-                container = str(row.get("Name", ""))
-                log = self.docker.health_log(container) if health else ""
-                error, code = "", None
-                if state != "running":
-                    details = self.docker.container_state(container)
-                    error = str(details.get("Error") or "")
-                    code = details.get("ExitCode", row.get("ExitCode"))
-                exited = state in ("exited", "dead")
-                problems.append(NotReady(service, health or state, log, exited, error, code))
-        return problems
-
-    def _dependencies_gone(self, project: Compose, deps: Sequence[str]) -> None:
-        """After failed tests: a dependency that exited while they ran is said, with its last log lines
-        (a healthcheck can pass while a database is still initialising, and the database die after)."""
-        gone = [p for p in self._not_ready(project, deps) if p.exited]
-        if gone:
-            last = self._show_logs(project, [p.service for p in gone])
-            for problem in gone:
-                self.reporter.warn(f"{_with_last_line(problem, last)} while the tests ran")
-
-    def _show_logs(self, project: Compose, services: Sequence[str]) -> dict[str, str]:
-        """Show each service's last log lines; returns the last one of each."""
-        last = {}
-        for service in services:
-            logs = ["logs", "--no-color", "--no-log-prefix", "--tail", str(LOG_LINES), service]
-            done = self.docker.compose(project, *logs, check=False)
-            lines = [line for line in _ANSI.sub("", done.stdout).splitlines() if line.strip()]
-            if lines:
-                last[service] = lines[-1].strip()
-            shown = "\n".join(f"    {line}" for line in lines) if lines else "    (no output)"
-            self.reporter.warn(
-                f"{service}: its last log lines (docker compose logs --tail {LOG_LINES}):\n{shown}"
-            )
-        return last
 
     # --- without compose ----------------------------------------------------------------------------
     def run_plain(
@@ -694,13 +357,13 @@ class TestRunner:
         if results is not None:
             options += ["--volume", f"{results.resolve()}:{RESULTS_MOUNT}"]
         self.reporter.step(service, f"running {shlex.join(junit.argv)} ({plan.command.origin})")
-        deadline = _Deadline(timeout)
-        with _terminate_as_interrupt():
+        deadline = Deadline(timeout)
+        with terminate_as_interrupt():
             try:
                 with deadline.enforced(lambda: self.docker.remove_container(name)):
                     code = self.docker.run_container(result.image, junit.argv, options)
             finally:
-                with _uninterrupted():
+                with uninterrupted():
                     self.docker.remove_container(name)
         if deadline.passed:
             code = TIMED_OUT
@@ -710,19 +373,6 @@ class TestRunner:
         outcome = TestOutcome(service, code, seconds, name, report, [result], deadline.passed, junit.argv)
         self._report_missing_junit(outcome, results, junit)
         return outcome
-
-
-def _with_last_line(problem: NotReady, last: Mapping[str, str]) -> str:
-    """A dependency that exited, with the last line it logged (what a database says before it dies)."""
-    said = last.get(problem.service)
-    return f"{problem} (its last log line: {said})" if problem.exited and said else str(problem)
-
-
-def compose_error(stderr: str) -> str:
-    """What compose said went wrong: its ``Error …`` lines, else its last line."""
-    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
-    errors = [line for line in lines if "error" in line.lower() or "failed" in line.lower()]
-    return " | ".join(errors[-2:]) if errors else (lines[-1] if lines else "")
 
 
 def run_name(prefix: str, service: str) -> str:

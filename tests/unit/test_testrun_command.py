@@ -8,7 +8,7 @@ import shlex
 
 import pytest
 
-from stagecache.testrun import (
+from stagecache.testcmd import (
     RESULTS_MOUNT,
     choose_command,
     pytest_like,

@@ -18,9 +18,11 @@ from stagecache.key.spec import TargetSpec
 from stagecache.process import Completed
 from stagecache.project.settings import Settings, Target
 from stagecache.store.records import Records
+from stagecache.testcmd import RESULTS_MOUNT
 from stagecache.testenv import RUN_LABEL
 from stagecache.testpass import Skipped, run_tests
-from stagecache.testrun import RESULTS_MOUNT, TIMED_OUT, ServicesNotReady
+from stagecache.testrun import TIMED_OUT
+from stagecache.testwait import ServicesNotReady
 from tests.fakes import FakeEngine
 from tests.unit.test_testrun_isolation import MODEL
 

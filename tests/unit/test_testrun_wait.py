@@ -8,23 +8,22 @@ from pathlib import Path
 
 import pytest
 
-from stagecache import testrun
-from stagecache.app import resolver_for
 from stagecache.engine.base import Compose
-from stagecache.testrun import ServicesNotReady
+from stagecache.progress import Silent
+from stagecache.testwait import Dependencies, ServicesNotReady
 from tests.fakes import FakeEngine
 
 PROJECT = Compose((Path("/project/compose.yaml"),), Path("/project"), "sc-test")
 
 
-def runner(engine: FakeEngine) -> testrun.TestRunner:
-    return testrun.TestRunner(docker=engine, resolver=resolver_for(engine))
+def waiting(engine: FakeEngine) -> Dependencies:
+    return Dependencies(engine, Silent())
 
 
 def test_waits_while_starting_and_returns_once_healthy() -> None:
     engine = FakeEngine()
     engine.ps_answers = ["compose-ps-starting.json", "compose-ps-starting.json", "compose-ps-healthy.json"]
-    runner(engine)._up(PROJECT, ["db"], wait_timeout=30)
+    waiting(engine).up(PROJECT, ["db"], wait_timeout=30)
     assert engine.calls == ["compose up --detach --no-build db"]
     assert engine.ps_answers == ["compose-ps-healthy.json"]  # both "starting" answers were polled
 
@@ -33,14 +32,14 @@ def test_a_dependency_that_exits_fails_at_once_with_its_state() -> None:
     engine = FakeEngine()
     engine.ps_answers = ["compose-ps-exited.json"]
     with pytest.raises(ServicesNotReady, match=r"broken exited with code 3"):
-        runner(engine)._up(PROJECT, ["db", "broken"], wait_timeout=300)
+        waiting(engine).up(PROJECT, ["db", "broken"], wait_timeout=300)
 
 
 def test_one_that_never_gets_healthy_times_out_with_its_last_check() -> None:
     engine = FakeEngine()
     engine.ps_answers = ["compose-ps-starting.json"]
     with pytest.raises(ServicesNotReady, match=r"not ready after 0s: db is starting \(exit 0: "):
-        runner(engine)._up(PROJECT, ["db"], wait_timeout=0)
+        waiting(engine).up(PROJECT, ["db"], wait_timeout=0)
 
 
 def test_a_failed_up_says_what_compose_said() -> None:
@@ -50,11 +49,11 @@ def test_a_failed_up_says_what_compose_said() -> None:
         "Error response from daemon: driver failed: Bind for 0.0.0.0:5432 failed: port is already allocated\n"
     )
     with pytest.raises(ServicesNotReady, match=r"could not start db: .*port is already allocated"):
-        runner(engine)._up(PROJECT, ["db"], wait_timeout=30)
+        waiting(engine).up(PROJECT, ["db"], wait_timeout=30)
 
 
 def test_a_dependency_not_created_is_named() -> None:
     engine = FakeEngine()
     engine.ps_answers = ["compose-ps-healthy.json"]
     with pytest.raises(ServicesNotReady, match="cache is not created"):
-        runner(engine)._up(PROJECT, ["db", "cache"], wait_timeout=0)
+        waiting(engine).up(PROJECT, ["db", "cache"], wait_timeout=0)
