@@ -20,7 +20,8 @@ from .project.settings import Options, Settings, cache_dir, store_location
 if TYPE_CHECKING:
     from .build import Resolver
     from .engine.base import Engine
-    from .store.directory import DirectoryStore, Entry
+    from .store.directory import DirectoryStore
+    from .store.entry import Entry
     from .store.records import Records
     from .store.tiers import ImageTier
 

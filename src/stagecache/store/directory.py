@@ -23,13 +23,13 @@ import fcntl
 import hashlib
 import json
 import os
-import re
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import IO, Any, NamedTuple
+from typing import IO, Any
 
 from ..errors import ConfigError, StoreError
+from .entry import HEX, Entry
 from .files import alive, atomic_write, flocked, fsync_dir, hostname, key_hex, read_ahead
 
 FORMAT = "v1"
@@ -40,67 +40,6 @@ ZSTD_LEVEL = 3
 
 class CorruptEntry(StoreError):
     """An archive does not match its record; it has been removed."""
-
-
-class Entry(NamedTuple):
-    """The record of one stored image (``meta/<hex>.json``)."""
-
-    key: str
-    target: str
-    repository: str
-    image_id: str
-    archive_sha256: str
-    archive_bytes: int
-    image_bytes: int
-    manifest_sha256: str
-    created: float
-    last_used: float
-    extra: dict[str, Any] = {}  # noqa: RUF012 -- never mutated: records are rewritten whole
-
-    @property
-    def hex(self) -> str:
-        return self.key.removeprefix("sha256:")
-
-    @classmethod
-    def from_record(cls, data: object, key: str) -> Entry:
-        """A record as read from ``meta/``, checked field by field: whoever can write the store could
-        have written it. ValueError names what is wrong. Fields a later version adds are ignored."""
-        if not isinstance(data, dict):
-            raise ValueError("not a JSON object")
-        if data.get("key") != key:
-            raise ValueError(f"it names the key {data.get('key')!r}, not the one of its file name")
-        for name, check in _CHECKS.items():
-            if name not in data or not check(data[name]):
-                raise ValueError(f"field {name!r} is missing or wrong ({data.get(name)!r})")
-        if not isinstance(data.get("extra", {}), dict):
-            raise ValueError("field 'extra' is not an object")
-        return cls(**{name: data[name] for name in cls._fields if name in data})
-
-
-def _count(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
-
-
-def _time(value: object) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value < 1e11
-
-
-def _digest(value: object) -> bool:
-    return isinstance(value, str) and re.fullmatch(r"(sha256:)?[0-9a-f]{64}", value) is not None
-
-
-_CHECKS: dict[str, Callable[[object], bool]] = {
-    "target": lambda v: isinstance(v, str),
-    "repository": lambda v: isinstance(v, str),
-    "image_id": _digest,
-    "archive_sha256": _digest,
-    "archive_bytes": _count,
-    "image_bytes": _count,
-    "manifest_sha256": _digest,
-    "created": _time,
-    "last_used": _time,
-}
-_HEX = re.compile(r"[0-9a-f]{64}")
 
 
 class _HashingWriter:
@@ -203,7 +142,7 @@ class DirectoryStore:
             return []
         out = []
         for path in self._dir("meta").glob("*.json"):
-            entry = self.get("sha256:" + path.stem) if _HEX.fullmatch(path.stem) else None
+            entry = self.get("sha256:" + path.stem) if HEX.fullmatch(path.stem) else None
             if entry is not None:
                 out.append(entry)
         return sorted(out, key=lambda e: e.last_used, reverse=True)
@@ -339,7 +278,7 @@ class DirectoryStore:
                     removed.append(path)
         for path in self._dir("objects").glob("*.tar.zst"):
             hexpart = path.name.split(".")[0]
-            if not _HEX.fullmatch(hexpart):
+            if not HEX.fullmatch(hexpart):
                 continue  # not ours to remove unasked: problems() reports it, repair() removes it
             if not (self._dir("meta") / f"{hexpart}.json").exists():
                 held = self._try_lock("sha256:" + hexpart)
@@ -377,10 +316,10 @@ class DirectoryStore:
         them."""
         found: list[tuple[Path, str]] = []
         for path in sorted(self._dir("objects").glob("*")) if self._dir("objects").is_dir() else []:
-            if not (path.name.endswith(".tar.zst") and _HEX.fullmatch(path.name.split(".")[0])):
+            if not (path.name.endswith(".tar.zst") and HEX.fullmatch(path.name.split(".")[0])):
                 found.append((path, "not an archive of this store (a stray file)"))
         for path in sorted(self._dir("meta").glob("*")) if self._dir("meta").is_dir() else []:
-            if not (path.suffix == ".json" and _HEX.fullmatch(path.stem)):
+            if not (path.suffix == ".json" and HEX.fullmatch(path.stem)):
                 found.append((path, "not a record of this store (a stray file)"))
                 continue
             try:
@@ -393,7 +332,7 @@ class DirectoryStore:
         """Remove what :meth:`problems` reports, with the archive of each bad record."""
         found = self.problems()
         for path, _ in found:
-            if path.parent.name == "meta" and _HEX.fullmatch(path.stem):
+            if path.parent.name == "meta" and HEX.fullmatch(path.stem):
                 self.remove("sha256:" + path.stem)  # the record first, then its archive
             else:
                 with contextlib.suppress(OSError):

@@ -12,7 +12,8 @@ from ..context import Context
 from ..render import Output, dump_json, mb, short, table
 
 if TYPE_CHECKING:
-    from ...store.directory import DirectoryStore, Entry
+    from ...store.directory import DirectoryStore
+    from ...store.entry import Entry
 
 
 def store(args: argparse.Namespace, ctx: Context) -> int:
