@@ -16,13 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from stagecache.checkprod.devpackages import (
-    DevPackages,
-    dev_only_packages,
-    from_directory,
-    is_dev_file,
-    read_requirements,
-)
+from stagecache.checkprod.devpackages import dev_only_packages, from_directory
+from stagecache.checkprod.graph import DevPackages
+from stagecache.checkprod.requirements import is_dev_file, read_requirements
 from stagecache.errors import ConfigError
 
 PY311 = {"python_version": "3.11", "python_full_version": "3.11.9", "sys_platform": "linux",

@@ -11,7 +11,7 @@ import json
 import subprocess
 import sys
 
-from stagecache.checkprod.devpackages import DevPackages
+from stagecache.checkprod.graph import DevPackages
 from stagecache.checkprod.installed import PROBE, Installed, classify, installs_in, parse_probe
 
 SITE = "/usr/local/lib/python3.13/site-packages"

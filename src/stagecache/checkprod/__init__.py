@@ -19,7 +19,8 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING
 
 from ..engine.base import Engine
-from .devpackages import DevPackages, dev_only_packages
+from .devpackages import dev_only_packages
+from .graph import DevPackages
 from .installed import Finding, Installed, classify, installs_in, probe, run_texts
 
 if TYPE_CHECKING:

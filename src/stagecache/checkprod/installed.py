@@ -28,7 +28,7 @@ from pathlib import Path
 
 from ..engine.base import Engine
 from ..errors import CommandError, ConfigError
-from .devpackages import DevPackages, canon, edge_of, marker_holds, parse_requirement
+from .graph import DevPackages, canon, edge_of, marker_holds, parse_requirement
 
 # Runs inside the image with its own Python (any 3.x, standard library only).
 PROBE = r"""
