@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from ..errors import StoreError
+from .files import threaded
 
 
 class Thinned(NamedTuple):
@@ -156,54 +157,22 @@ def unnamed(chunks: Iterable[bytes], depth: int = 8) -> Iterator[bytes]:
     The copy runs in a thread of its own, a few chunks ahead (a layer is never held whole in memory);
     :class:`ForeignArchive` is raised to the consumer when the archive is not one image.
     """
-    import queue
-    import threading
 
-    done = object()
-    buffer: queue.Queue[object] = queue.Queue(maxsize=depth)
-    stop = threading.Event()
+    def copy_without_names(put: Callable[[bytes], None]) -> None:
+        source = tarfile.open(fileobj=_ChunkReader(chunks), mode="r|")  # noqa: SIM115
+        with source, tarfile.open(fileobj=_Sink(put), mode="w|", format=tarfile.PAX_FORMAT) as target:
+            for member in source:
+                if member.name == "repositories":
+                    continue
+                if member.name in NAMED:
+                    handle = source.extractfile(member)
+                    data = handle.read() if handle is not None else b""
+                    _check_one_image(member.name, data)
+                    _add_bytes(target, member, _without_names(member.name, data))
+                else:
+                    target.addfile(member, source.extractfile(member) if member.isfile() else None)
 
-    def put(data: bytes) -> None:
-        if stop.is_set():
-            raise ForeignArchive("the load was abandoned")
-        buffer.put(data)
-
-    def copy_without_names() -> None:
-        try:
-            source = tarfile.open(fileobj=_ChunkReader(chunks), mode="r|")  # noqa: SIM115
-            with source, tarfile.open(fileobj=_Sink(put), mode="w|", format=tarfile.PAX_FORMAT) as target:
-                for member in source:
-                    if member.name == "repositories":
-                        continue
-                    if member.name in NAMED:
-                        handle = source.extractfile(member)
-                        data = handle.read() if handle is not None else b""
-                        _check_one_image(member.name, data)
-                        _add_bytes(target, member, _without_names(member.name, data))
-                    else:
-                        target.addfile(member, source.extractfile(member) if member.isfile() else None)
-            buffer.put(done)
-        except BaseException as exc:  # handed to the consumer, raised there  # noqa: BLE001
-            buffer.put(exc)
-
-    worker = threading.Thread(target=copy_without_names, name="stagecache-unnamed", daemon=True)
-    worker.start()
-    try:
-        while True:
-            item = buffer.get()
-            if item is done:
-                return
-            if isinstance(item, BaseException):
-                raise item
-            assert isinstance(item, bytes)
-            yield item
-    finally:
-        stop.set()
-        while worker.is_alive():  # unblock a producer waiting on a full buffer
-            try:
-                buffer.get_nowait()
-            except queue.Empty:
-                worker.join(0.01)
+    return threaded(copy_without_names, "stagecache-unnamed", depth)
 
 
 def _check_one_image(name: str, data: bytes) -> None:

@@ -87,6 +87,26 @@ def read_ahead(chunks: Iterator[bytes], depth: int = 8) -> Iterator[bytes]:
     Decompressing and hashing (which release the GIL) then overlap with the consumer's writes into
     ``docker load``, instead of taking turns with them.
     """
+
+    def produce(put: Callable[[bytes], None]) -> None:
+        for chunk in chunks:
+            put(chunk)
+
+    return threaded(produce, "stagecache-read-ahead", depth)
+
+
+class Abandoned(Exception):
+    """Raised in a :func:`threaded` producer whose consumer has stopped reading."""
+
+
+def threaded(
+    produce: Callable[[Callable[[bytes], None]], None], name: str, depth: int = 8
+) -> Iterator[bytes]:
+    """The chunks ``produce(put)`` puts, made in a thread of its own at most ``depth`` chunks ahead.
+
+    An exception in the producer is raised to the consumer; a consumer that stops reading makes the
+    next ``put`` raise :class:`Abandoned` in the producer, which then ends.
+    """
     import queue
     import threading
 
@@ -94,17 +114,21 @@ def read_ahead(chunks: Iterator[bytes], depth: int = 8) -> Iterator[bytes]:
     buffer: queue.Queue[object] = queue.Queue(maxsize=depth)
     stop = threading.Event()
 
-    def produce() -> None:
+    def put(chunk: bytes) -> None:
+        if stop.is_set():
+            raise Abandoned
+        buffer.put(chunk)
+
+    def work() -> None:
         try:
-            for chunk in chunks:
-                if stop.is_set():
-                    return
-                buffer.put(chunk)
+            produce(put)
             buffer.put(done)
+        except Abandoned:
+            return
         except BaseException as exc:  # handed to the consumer, raised there  # noqa: BLE001
             buffer.put(exc)
 
-    worker = threading.Thread(target=produce, name="stagecache-read-ahead", daemon=True)
+    worker = threading.Thread(target=work, name=name, daemon=True)
     worker.start()
     try:
         while True:
