@@ -31,6 +31,9 @@ class Images:
     def onbuild(self, ref: str) -> bool:
         return ref in self._onbuild
 
+    def image_store(self) -> str:
+        return "classic"
+
 
 FIXTURES = Path(__file__).parent / "fixtures" / "engine"
 
@@ -81,6 +84,11 @@ class FakeEngine:
     def engine(self) -> EngineInfo:
         v = self._version
         return EngineInfo(v["Version"], f"{v['Os']}/{v['Arch']}", v["ApiVersion"])
+
+    store_kind = "classic"  # what image_store() answers
+
+    def image_store(self) -> str:
+        return self.store_kind
 
     def image_inspect(self, ref: str) -> ImageInfo | None:
         self.calls.append("inspect")

@@ -67,6 +67,9 @@ class Keyer:
     def onbuild(self, ref: str) -> bool:
         return bool(self.image(ref).onbuild)
 
+    def image_store(self) -> str:
+        return self.engine.image_store()
+
     def base_layers(self, refs: Iterable[str]) -> list[tuple[str, ...]]:
         """The layers of the external images a key named (they are in every daemon that computed it)."""
         return [self._images[r].layers for r in refs if r in self._images]

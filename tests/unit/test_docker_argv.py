@@ -73,3 +73,16 @@ def test_engine_version_and_platform_in_one_call() -> None:
     assert docker.engine().platform == "linux/amd64"
     assert docker.engine().version == "20.10.24"
     assert len(runner.calls) == 1  # asked once
+
+
+def test_engines_stagecache_does_not_support_are_said_in_one_line() -> None:
+    from stagecache.engine.base import EngineInfo, unsupported
+
+    for known in ("20.10.24+dfsg1", "26.1.5+dfsg1", "23.0.0", "29.1.2"):
+        assert unsupported(EngineInfo(known, "linux/amd64")) is None
+    for old in ("19.03.15", "20.9.0", "22.06.0-beta.0", "30.0.0"):
+        note = unsupported(EngineInfo(old, "linux/amd64"))
+        assert note is not None
+        assert old in note
+        assert "20.10 and 23 to 29" in note
+    assert unsupported(EngineInfo("master-dockerproject-2024", "linux/amd64")) is not None

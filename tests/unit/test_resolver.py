@@ -384,3 +384,17 @@ def test_an_archive_of_two_images_is_refused(
     assert again.outcome == "built"
     assert any("not one image" in w and "lists 2 images" in w for w in report.warnings), report.warnings
     assert engine.image_inspect("other:1") is None
+
+
+def test_from_scratch_the_image_store_kind_is_in_the_key(engine: FakeEngine, project: Path) -> None:
+    """A classic store's archive is not what a containerd store loads: only an external base image's
+    identity told the two apart, so a target built from scratch alone carries the store's kind."""
+    (project / "Dockerfile").write_text("FROM scratch AS dev\nCOPY app.py /app/\n")
+    classic, _ = resolver(engine, None).key(target_in(project))
+    engine.store_kind = "containerd"
+    containerd, found = resolver(engine, None).key(target_in(project))
+    assert classic != containerd
+    assert found.public["image_store"] == "containerd"
+    (project / "Dockerfile").write_text("FROM python:3.11-slim AS dev\nCOPY app.py /app/\n")
+    _, based = resolver(engine, None).key(target_in(project))
+    assert "image_store" not in based.public  # the base image's ID says it already: no /info asked

@@ -37,7 +37,10 @@ class Context:
 
             self._engine = Docker.local()
         if reachable:
-            self._engine.engine()
+            from ..engine.base import unsupported
+
+            if note := unsupported(self._engine.engine()):
+                self.reporter.warn(note)
         return self._engine
 
     def options(self) -> Options:

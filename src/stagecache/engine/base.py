@@ -21,6 +21,22 @@ class EngineInfo(NamedTuple):
     api_version: str = ""
 
 
+# Docker Engine versions stagecache supports (tested: 20.10 and 26.1, classic and containerd stores).
+SUPPORTED = "20.10 and 23 to 29"
+
+
+def unsupported(info: EngineInfo) -> str | None:
+    """One line when the engine's version is not one stagecache supports (it may still work)."""
+    parts = info.version.split("+")[0].split(".")
+    try:
+        major, minor = int(parts[0]), int(parts[1]) if len(parts) > 1 else 0
+    except ValueError:
+        return f"Docker Engine {info.version!r} is not a version stagecache knows (it supports {SUPPORTED})"
+    if (major, minor) == (20, 10) or 23 <= major <= 29:
+        return None
+    return f"Docker Engine {info.version} is not one stagecache supports ({SUPPORTED}); it may work"
+
+
 class ImageInfo(NamedTuple):
     """The parts of ``docker image inspect`` that stagecache uses."""
 
@@ -86,6 +102,7 @@ class Engine(Protocol):
 
     # --- the engine and its images ---
     def engine(self) -> EngineInfo: ...
+    def image_store(self) -> str: ...
     def image_inspect(self, ref: str) -> ImageInfo | None: ...
     def tag(self, source: str, target: str) -> None: ...
     def key_tagged(self) -> list[tuple[str, ImageInfo]]: ...

@@ -58,6 +58,7 @@ class Docker:
         self.binary = binary
         self.api = api
         self._engine: EngineInfo | None = None
+        self._image_store: str | None = None
 
     @classmethod
     def local(cls) -> Docker:
@@ -103,6 +104,25 @@ class Docker:
                 )
             self._engine = EngineInfo(words[0], words[1])
         return self._engine
+
+    def image_store(self) -> str:
+        """``containerd`` where the engine keeps images in containerd's store (``docker info``'s
+        driver-type ``io.containerd.snapshotter.v1``), else ``classic`` (graph drivers: overlay2, ...)."""
+        if self._image_store is None:
+            answer = self._api("GET", "/info")
+            status: object = None
+            if answer is not None and answer[0] == 200:
+                with contextlib.suppress(ValueError, AttributeError):
+                    status = json.loads(answer[1]).get("DriverStatus")
+            if status is None:
+                done = self._run("info", "--format", "{{json .DriverStatus}}", check=False)
+                with contextlib.suppress(ValueError):
+                    status = json.loads(done.stdout) if done.returncode == 0 else None
+            rows = status if isinstance(status, list) else []
+            pairs = [tuple(p) for p in rows if isinstance(p, list) and len(p) == 2]
+            containerd = ("driver-type", "io.containerd.snapshotter.v1") in pairs
+            self._image_store = "containerd" if containerd else "classic"
+        return self._image_store
 
     # --- images -------------------------------------------------------------------------------------
     def image_inspect(self, ref: str) -> ImageInfo | None:

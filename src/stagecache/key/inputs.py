@@ -146,6 +146,11 @@ def collect(
         "images": ids,
         "files": files,
     }
+    if all(identity == "scratch" for identity in ids.values()):
+        # An external image's identity already tells the engines' image stores apart (a config digest
+        # on the classic store, a manifest digest on containerd's); FROM scratch alone does not, and
+        # an image saved from one store is not what the other loads.
+        public["image_store"] = images.image_store()
     if uncacheable:
         public["uncacheable"] = uncacheable
     if triggers:

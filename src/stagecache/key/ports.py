@@ -25,6 +25,11 @@ class ImageIdentity(Protocol):
         """Whether the image has ONBUILD triggers (they run in the build and may copy anything)."""
         ...
 
+    def image_store(self) -> str:
+        """The kind of image store the engine has (``classic``, ``containerd``): asked only of targets
+        built from scratch, whose key names no external image to tell the stores apart."""
+        ...
+
 
 class FileDigests(Protocol):
     """Content digests of context files (:func:`stagecache.key.files.file_digest`), however obtained."""
