@@ -9,9 +9,12 @@ exclude everything: a pass also shows that BuildKit prefers the file beside the 
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import stat
+import subprocess
+import sys
 import tarfile
 import uuid
 from pathlib import Path
@@ -135,6 +138,10 @@ def _built(context: Path, dockerfile: Path, engine: Docker) -> Seen:
                 seen[path] = ("file", mode, seen[member.linkname][2], None)
             elif member.isreg():
                 seen[path] = ("file", mode, member.size, None)
+            elif member.isfifo():
+                # BuildKit 0.8 drops a FIFO, newer BuildKit copies it: a target that copies one is
+                # uncacheable (key/inputs.py; test_a_fifo_makes_a_build_uncacheable_on_this_engine)
+                continue
             else:
                 seen[path] = (f"tar type {member.type!r}", mode, None, None)
     return seen
@@ -320,3 +327,28 @@ def test_walk_matches_buildkit_random(tmp_path: Path, engine: Docker, seed: int)
     want = _drop_sizes_of_links(_expected(context, dockerfile))
     got = _drop_sizes_of_links(_built(context, dockerfile, engine))
     assert got == want, f"seed {seed}, ignore file:\n{ignore}"
+
+
+def test_a_fifo_makes_a_build_uncacheable_on_this_engine(engine: Docker, tmp_path: Path) -> None:
+    """Whether this engine's BuildKit copies the FIFO or drops it, stagecache builds every time and
+    stores nothing: no key can say which image a FIFO in the context gives."""
+    context = tmp_path / "ctx"
+    (context / "pipes").mkdir(parents=True)
+    os.mkfifo(context / "pipes" / "pipe")
+    (context / "Dockerfile").write_text("FROM scratch AS dev\nCOPY pipes /pipes/\n")
+    store = tmp_path / "store"
+    repository = f"stagecache-test-fifo-{uuid.uuid4().hex[:8]}"
+    args = [sys.executable, "-m", "stagecache", "build", "-f", "Dockerfile", "--store", str(store),
+            "--no-commit-tag", "--repository", repository, "--json", "dev"]  # fmt: skip
+    outcomes = []
+    try:
+        for _ in range(2):
+            done = subprocess.run(args, cwd=context, capture_output=True, text=True, timeout=300, check=False)
+            assert done.returncode == 0, done.stderr
+            assert "pipes/pipe: a FIFO the target copies" in done.stderr
+            (result,) = json.loads(done.stdout)
+            outcomes.append((result["outcome"], result["cacheable"], result["stored"]))
+    finally:
+        engine.untag_repository(repository)
+    assert outcomes == [("built", False, False)] * 2
+    assert not (store / "v1" / "meta").exists() or list((store / "v1" / "meta").iterdir()) == []

@@ -120,6 +120,12 @@ def collect(
         if triggers:
             selection = set(range(len(entries)))
         chosen = [entries[i] for i in sorted(selection)]
+        uncacheable += [
+            f"{path}: a FIFO the target copies; BuildKit copies it or drops it by version (Docker 26 keeps "
+            "it, 20.10 drops it), so the image depends on the engine: remove it, or exclude it in "
+            ".dockerignore"
+            for path in _copied_fifos(fifos, chosen)
+        ]
         files = _describe(chosen, digests or Uncached(spec.context))
         if digests is not None and digests.changed:  # only then is the cache written: forget deleted files
             digests.retain(e.path for e in entries if e.kind == "file")
@@ -295,3 +301,20 @@ def _describe(entries: list[Entry], digests: FileDigests) -> list[list[Any]]:
         detail = file_digests[e.path] if e.kind == "file" else (e.link_target or "")
         rows.append([e.path, e.kind, oct(e.mode), detail])
     return rows
+
+
+def _copied_fifos(fifos: list[str], chosen: list[Entry]) -> list[str]:
+    """The FIFOs a target may copy: below a copied directory, or beside a copied entry (a wildcard in
+    that directory may have taken it; the walk lists no FIFO for a wildcard to match). Over-counting
+    costs a cache hit; under-counting would be a false hit."""
+    if not fifos:
+        return []
+    dirs = {e.path for e in chosen if e.kind == "dir"}
+    beside = {posixpath.dirname(e.path) for e in chosen}
+    copied = []
+    for path in fifos:
+        parent = posixpath.dirname(path)
+        above = [path[:i] for i, ch in enumerate(path) if ch == "/"]
+        if parent in beside or any(a in dirs for a in above):
+            copied.append(path)
+    return copied
