@@ -21,15 +21,25 @@ from stagecache.refs import is_key_ref, qualified, split_tag
 class Images:
     """The key core's ImageIdentity: identities from a function, ONBUILD triggers for some refs."""
 
-    def __init__(self, image_id: Callable[[str], str] = str, onbuild: Container[str] = ()) -> None:
+    def __init__(
+        self,
+        image_id: Callable[[str], str] = str,
+        onbuild: Container[str] = (),
+        env: Mapping[str, Sequence[str]] | None = None,
+    ) -> None:
         self._image_id = image_id
         self._onbuild = onbuild
+        self._env = env or {}
 
     def image_id(self, ref: str) -> str:
         return self._image_id(ref)
 
     def onbuild(self, ref: str) -> bool:
         return ref in self._onbuild
+
+    def env(self, ref: str) -> Sequence[str]:
+        """An image's ``ENV``: none unless given."""
+        return self._env.get(ref, ())
 
     def image_store(self) -> str:
         return "classic"

@@ -9,6 +9,7 @@ wanted, its watcher, as the core's :class:`~stagecache.key.ports.FileDigests` an
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -16,7 +17,9 @@ from .engine.base import Engine, ImageInfo
 from .errors import ConfigError
 from .key import digest
 from .key.inputs import Inputs, collect
+from .key.proxies import cli_build_args
 from .key.spec import DEFAULT_SECRET_PATTERNS
+from .key.words import Frontend, frontend_for
 from .progress import Reporter, Silent
 from .project.settings import Target
 from .speed import watch
@@ -67,6 +70,9 @@ class Keyer:
     def onbuild(self, ref: str) -> bool:
         return bool(self.image(ref).onbuild)
 
+    def env(self, ref: str) -> tuple[str, ...]:
+        return self.image(ref).env
+
     def image_store(self) -> str:
         return self.engine.image_store()
 
@@ -77,6 +83,10 @@ class Keyer:
     # --- keys ---------------------------------------------------------------------------------------
     def platform(self) -> str:
         return self.engine.engine().platform
+
+    def frontend(self) -> Frontend:
+        """How the engine's built-in Dockerfile frontend reads words (by the engine's version)."""
+        return frontend_for(self.engine.engine().version)
 
     def inputs(self, target: Target) -> Inputs:
         cache = memo = None
@@ -95,6 +105,8 @@ class Keyer:
                 digests=cache,
                 secret_patterns=self.secret_patterns,
                 memo=memo,
+                cli_build_args=cli_build_args(os.environ, Path.home()),
+                frontend=self.frontend(),
             )
         finally:
             if cache is not None:

@@ -241,11 +241,30 @@ def test_sources_use_the_values_in_force_at_their_line(tmp_path: Path) -> None:
     assert files_of(tmp_path, text) == ["requirements.txt", "src", "src/a"]
 
 
+class _NoEnv(Images):
+    def env(self, ref: str) -> None:  # type: ignore[override]
+        return None  # an image whose ENV cannot be known
+
+
 def test_a_variable_we_cannot_see_counts_the_whole_context(tmp_path: Path) -> None:
     (tmp_path / "a").write_text("a")
     (tmp_path / "b").write_text("b")
-    assert files_of(tmp_path, "FROM alpine\nCOPY $FROM_BASE_IMAGE_ENV /x\n") == ["Dockerfile", "a", "b"]
-    assert files_of(tmp_path, "FROM alpine\nARG X=a\nCOPY ${X%b} /x\n") == ["Dockerfile", "a", "b"]
+    (tmp_path / "Dockerfile").write_text("FROM alpine\nCOPY $FROM_BASE_IMAGE_ENV /x\n")
+    spec = TargetSpec("t", tmp_path, tmp_path / "Dockerfile")
+    found = collect(spec, images=_NoEnv(lambda r: "x"), platform="p")
+    assert [row[0] for row in found.public["files"]] == ["Dockerfile", "a", "b"]
+
+
+def test_variables_read_as_buildkit_reads_them(tmp_path: Path) -> None:
+    (tmp_path / "a").write_text("a")
+    (tmp_path / "b").write_text("b")
+    # an unset variable reads as empty: `COPY $UNSET /x` copies the whole context, as BuildKit does
+    assert files_of(tmp_path, "FROM alpine\nCOPY $UNSET /x\n") == ["Dockerfile", "a", "b"]
+    assert files_of(tmp_path, "FROM alpine\nARG X=ab\nCOPY ${X%b} /x\n") == ["a"]
+    images = Images(lambda r: "x", env={"alpine": ["FROM_IMAGE=b"]})
+    (tmp_path / "Dockerfile").write_text("FROM alpine\nCOPY $FROM_IMAGE /x\n")
+    found = collect(TargetSpec("t", tmp_path, tmp_path / "Dockerfile"), images=images, platform="p")
+    assert [row[0] for row in found.public["files"]] == ["b"]
 
 
 def test_symlinks_are_followed_transitively_and_stay_in_the_context(tmp_path: Path) -> None:

@@ -52,6 +52,7 @@ class ImageInfo(NamedTuple):
     layers: tuple[str, ...] = ()  # diff IDs, base first
     onbuild: tuple[str, ...] = ()  # ONBUILD triggers, run when this image is a FROM base
     created: str = ""
+    env: tuple[str, ...] = ()  # Config.Env, NAME=value: what the words of a stage built FROM it can read
 
     @classmethod
     def from_inspect(cls, data: Mapping[str, Any]) -> ImageInfo:
@@ -69,6 +70,7 @@ class ImageInfo(NamedTuple):
             layers=tuple((data.get("RootFS") or {}).get("Layers") or ()),
             onbuild=tuple(config.get("OnBuild") or ()),
             created=str(data.get("Created") or ""),
+            env=tuple(config.get("Env") or ()),
         )
 
 

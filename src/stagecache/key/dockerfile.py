@@ -2,20 +2,26 @@
 
 The ``dockerfile`` package wraps BuildKit's Go parser, so line continuations, the ``escape`` directive,
 JSON and shell forms and heredocs are read exactly as the engine reads them. This module adds what the
-parser leaves to the builder: stages, ``ARG`` scoping and substitution, and which stages a target
-reaches through ``FROM``, ``COPY --from`` and ``RUN --mount=from=``.
+parser leaves to the builder: stages, the global ``ARG`` scope that ``FROM`` lines see (words read as
+BuildKit reads them: :mod:`stagecache.key.words`), and which stages a target reaches through ``FROM``,
+``COPY --from``, ``RUN --mount=from=`` and the ``ONBUILD`` triggers of a base stage. What each instruction
+of a stage sees (its variables) is :mod:`stagecache.key.scope`'s.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import dockerfile as _grammar
 
 from ..errors import DockerfileError
+from .words import Frontend, Word, WordError, csv_fields, process_word
+
+if TYPE_CHECKING:
+    from .scope import Scope
 
 # Instructions BuildKit's Dockerfile frontend accepts.
 KNOWN_INSTRUCTIONS = frozenset(
@@ -27,7 +33,10 @@ KNOWN_INSTRUCTIONS = frozenset(
 
 
 class Instruction(NamedTuple):
-    """One instruction as the grammar gives it (comments and continuations already resolved)."""
+    """One instruction as the grammar gives it (comments and continuations already resolved).
+
+    ``sub`` is the instruction an ``ONBUILD`` holds (``ONBUILD COPY a /a``: cmd ONBUILD, sub COPY) and
+    ``original`` its text as written, which BuildKit stores and parses again when the trigger runs."""
 
     cmd: str
     flags: tuple[str, ...]
@@ -35,6 +44,8 @@ class Instruction(NamedTuple):
     json_form: bool
     line: int
     heredocs: tuple[tuple[str, str], ...] = ()  # (name, content)
+    sub: str | None = None
+    original: str = ""
 
     def flag(self, name: str) -> str | None:
         """The value of ``--name=value`` (the last one wins), or None."""
@@ -55,7 +66,7 @@ class Instruction(NamedTuple):
 
 class Stage:
     """One ``FROM`` and the instructions after it. ``name`` is lower-cased, as BuildKit compares them;
-    ``base`` is the FROM reference with global ARGs substituted."""
+    ``base`` is the FROM reference as written (:meth:`Dockerfile.base_ref` reads it)."""
 
     def __init__(self, index: int, name: str | None, base: str, platform: str | None, line: int) -> None:
         self.index = index
@@ -72,6 +83,24 @@ class Stage:
     def label(self) -> str:
         return self.name if self.name is not None else str(self.index)
 
+    def triggers(self, path: str) -> list[Instruction]:
+        """The stage's own ``ONBUILD`` instructions as BuildKit runs them in a stage built ``FROM`` it:
+        the text after ``ONBUILD`` (heredocs appended) parsed again, with the default escape character."""
+        out = []
+        for ins in self.instructions:
+            if ins.cmd != "ONBUILD":
+                continue
+            text = re.sub(r"(?i)^\s*ONBUILD\s*", "", ins.original)
+            text += "".join(f"\n{content}{name}" for name, content in ins.heredocs)
+            try:
+                commands = _grammar.parse_string(text + "\n")
+            except _grammar.GoParseError as exc:
+                raise DockerfileError(path, ins.line, f"ONBUILD trigger: {exc}") from None
+            if len(commands) != 1:
+                raise DockerfileError(path, ins.line, "onbuild trigger should be a single expression")
+            out.append(_instruction(commands[0])._replace(line=ins.line))
+        return out
+
 
 class Dependency(NamedTuple):
     """Something a stage is built from besides its own instructions."""
@@ -81,26 +110,78 @@ class Dependency(NamedTuple):
     line: int
 
 
+def _platform_args(target: str, build: str) -> list[tuple[str, str]]:
+    """BuildKit's automatic platform ARGs, in the global scope (a stage sees them once it declares them)."""
+    out = []
+    for prefix, value in (("BUILD", build), ("TARGET", target)):
+        os_, _, rest = value.partition("/")
+        arch, _, variant = rest.partition("/")
+        out += [(f"{prefix}PLATFORM", value), (f"{prefix}OS", os_), (f"{prefix}ARCH", arch),
+                (f"{prefix}VARIANT", variant)]  # fmt: skip
+    return out
+
+
 class Dockerfile:
     """A parsed Dockerfile. ``path`` is as the user named it, for messages; ``directives`` are the parser
-    directives at the top (``# syntax=…``, ``# escape=…``)."""
+    directives at the top (``# syntax=…``, ``# escape=…``).
+
+    :meth:`configure` says what BuildKit knows besides the file: the platforms (for the automatic
+    ``TARGETARCH`` and the like), the environment of external base images, and the engine's frontend.
+    """
 
     def __init__(self, path: str, directives: dict[str, str]) -> None:
         self.path = path
         self.directives = directives
+        escape = directives.get("escape", "\\")
+        self.escape = escape if escape in ("\\", "`") else "\\"
         self.global_args: list[tuple[str, str | None]] = []  # ARG before the first FROM: (name, default)
         self.global_arg_lines: list[Instruction] = []
         self.stages: list[Stage] = []
+        self.platform: str | None = None  # the target platform, e.g. linux/amd64 (None: not known)
+        self.build_platform: str | None = None
+        self.image_env: Callable[[str], Sequence[str] | None] = lambda ref: None  # None: not known
+        self.image_onbuild: Callable[[str], bool] = lambda ref: False
+        self.frontend = Frontend()
+
+    def configure(
+        self,
+        *,
+        platform: str | None = None,
+        build_platform: str | None = None,
+        image_env: Callable[[str], Sequence[str] | None] | None = None,
+        image_onbuild: Callable[[str], bool] | None = None,
+        frontend: Frontend | None = None,
+    ) -> Dockerfile:
+        self.platform = platform
+        self.build_platform = build_platform or platform
+        if image_env is not None:
+            self.image_env = image_env
+        if image_onbuild is not None:
+            self.image_onbuild = image_onbuild
+        if frontend is not None:
+            self.frontend = frontend
+        return self
+
+    def read(self, text: str, env: Mapping[str, str], line: int | None, what: str) -> Word:
+        """``text`` read as BuildKit reads it against ``env``; a word it cannot read is an error here."""
+        try:
+            return process_word(text, env, self.escape, self.frontend.lexer)
+        except WordError as exc:
+            raise DockerfileError(self.path, line, f"{what} {text!r}: {exc}") from None
+
+    def word(self, text: str, env: Mapping[str, str], line: int | None, what: str) -> str:
+        return self.read(text, env, line, what).text
 
     # --- lookup ---------------------------------------------------------------------------------------
     def stage(self, ref: str) -> Stage | None:
-        """A stage by name (case-insensitive) or index, as ``--target``/``FROM``/``--from`` name it."""
+        """A stage by name (case-insensitive) or index, as ``--target`` and ``--from`` name it."""
         lowered = ref.lower()
         for stage in self.stages:
             if stage.name == lowered:
                 return stage
-        if ref.isdigit() and int(ref) < len(self.stages):
-            return self.stages[int(ref)]
+        if re.fullmatch(r"[+-]?\d+", ref):  # Go's strconv.Atoi
+            index = int(ref)
+            return self.stages[index] if 0 <= index < len(self.stages) else None
         return None
 
     def target(self, name: str | None) -> Stage:
@@ -118,36 +199,78 @@ class Dockerfile:
 
     # --- the graph ------------------------------------------------------------------------------------
     def dependencies(self, stage: Stage, build_args: Mapping[str, str]) -> list[Dependency]:
-        """What ``stage`` is built on: its base, and every ``--from`` of COPY and RUN mounts."""
-        deps = [self._classify(self.base_ref(stage, build_args), stage, stage.line, base=True)]
-        for ins, values in self.scopes(stage, build_args):
-            refs: list[str] = []
-            if ins.cmd in ("COPY", "ADD") and ins.flag("from") is not None:
-                refs.append(ins.flag("from") or "")
-            if ins.cmd == "RUN":
-                refs += [m["from"] for m in parse_mounts(ins) if m.get("from")]
-            for ref in refs:
-                deps.append(self._classify(substitute(ref, values), stage, ins.line, base=False))
+        """What ``stage`` is built on: its base, every ``--from`` of COPY and RUN mounts, and those of
+        the ONBUILD triggers of its base stage (they run at the start of this one)."""
+        deps = [self._base_dependency(stage, build_args)]
+        base = self.base_stage(stage, build_args)
+        triggers = base.triggers(self.path) if base is not None else []
+        for ins in [*triggers, *stage.instructions]:
+            for flag, ref in self.from_refs(ins):
+                deps.append(self._from_dependency(ref, stage, ins, flag))
         return deps
 
+    def from_refs(self, ins: Instruction) -> list[tuple[str, str]]:
+        """``(flag, reference)`` of each ``--from`` an instruction names, as BuildKit takes them: the
+        word as the parser gives it, never expanded (BuildKit refuses a variable there)."""
+        refs: list[tuple[str, str]] = []
+        if ins.cmd in ("COPY", "ADD") and ins.flag("from") is not None:
+            refs.append(("--from", ins.flag("from") or ""))
+        if ins.cmd == "RUN":
+            for spec in ins.flag_values("mount"):
+                try:
+                    fields = csv_fields(spec)
+                except WordError as exc:
+                    raise DockerfileError(self.path, ins.line, f"RUN --mount={spec}: {exc}") from None
+                for field in fields:
+                    key, eq, value = field.partition("=")
+                    if eq and key.lower() == "from":
+                        refs.append(("--mount from", value))
+        for flag, ref in refs:
+            if re.search(r"\$.", ref):
+                raise DockerfileError(
+                    self.path,
+                    ins.line,
+                    f"{ins.cmd} {flag}={ref}: BuildKit does not expand variables "
+                    "there; name a stage `FROM <image> AS <name>` and use that name",
+                )
+        return refs
+
     def base_ref(self, stage: Stage, build_args: Mapping[str, str]) -> str:
-        """The ``FROM`` reference with the global ARGs substituted (it may name a stage: ``FROM ${BASE}``)."""
-        return substitute(stage.base, self.global_values(build_args))
+        """The ``FROM`` reference read with the global ARGs (it may name a stage: ``FROM ${BASE}``)."""
+        name = self.word(stage.base, self.global_values(build_args), stage.line, "FROM")
+        if not name:
+            raise DockerfileError(self.path, stage.line, f"base name ({stage.base}) should not be blank")
+        return name
 
     def base_stage(self, stage: Stage, build_args: Mapping[str, str]) -> Stage | None:
-        found = self.stage(self.base_ref(stage, build_args))
-        return found if found is not None and found.index < stage.index else None
+        """The earlier stage ``stage`` is built FROM, if it is one (BuildKit matches the exact name)."""
+        ref = self.base_ref(stage, build_args)
+        for found in self.stages[: stage.index]:
+            if found.name == ref:
+                return found
+        return None
 
-    def _classify(self, ref: str, user: Stage, line: int, *, base: bool) -> Dependency:
-        """A stage this one uses, or an external image. FROM sees earlier stages only; --from sees all."""
+    def _base_dependency(self, stage: Stage, build_args: Mapping[str, str]) -> Dependency:
+        base = self.base_stage(stage, build_args)
+        if base is not None:
+            return Dependency("stage", base.label, stage.line)
+        return Dependency("image", self.base_ref(stage, build_args), stage.line)
+
+    def _from_dependency(self, ref: str, user: Stage, ins: Instruction, flag: str) -> Dependency:
+        """A stage a ``--from`` names (by name, or by index), or else an external image."""
         found = self.stage(ref)
-        if found is not None and base and found.index >= user.index:
-            found = None  # a FROM naming a later stage means an image of that name, as Docker reads it
         if found is not None and found.index == user.index:
-            raise DockerfileError(self.path, line, f"stage {user.label!r} cannot copy from itself")
+            raise DockerfileError(self.path, ins.line, f"stage {user.label!r} cannot copy from itself")
         if found is not None:
-            return Dependency("stage", found.label, line)
-        return Dependency("image", ref, line)
+            return Dependency("stage", found.label, ins.line)
+        if re.fullmatch(r"[+-]?\d+", ref):
+            raise DockerfileError(
+                self.path,
+                ins.line,
+                f"{ins.cmd} {flag}={ref}: invalid stage index {ref} "
+                f"(the Dockerfile has {len(self.stages)} stages)",
+            )
+        return Dependency("image", ref, ins.line)
 
     def reached(self, target: Stage, build_args: Mapping[str, str]) -> list[Stage]:
         """The stages ``target`` is built from, itself included, in file order."""
@@ -174,50 +297,38 @@ class Dockerfile:
 
     # --- ARG scoping ------------------------------------------------------------------------------------
     def global_values(self, build_args: Mapping[str, str]) -> dict[str, str]:
-        values: dict[str, str] = {}
+        """The global scope as ``FROM`` lines see it (BuildKit's meta args): the automatic platform ARGs,
+        then each global ARG: its build arg, else its default read against the ones before it, else
+        declared without a value (then it reads as empty)."""
+        return {name: value or "" for name, value in self.meta_args(build_args)}
+
+    def meta_args(self, build_args: Mapping[str, str]) -> list[tuple[str, str | None]]:
+        meta: list[tuple[str, str | None]] = []
+        if self.platform:
+            for name, auto in _platform_args(self.platform, self.build_platform or self.platform):
+                meta.append((name, build_args.get(name, auto)))
         for name, default in self.global_args:
+            value: str | None
             if name in build_args:
-                values[name] = build_args[name]
+                value = build_args[name]
             elif default is not None:
-                values[name] = substitute(default, values)
-        return values
+                try:  # BuildKit ignores an error here: the value is then empty
+                    value = process_word(
+                        default, {k: v or "" for k, v in meta}, self.escape, self.frontend.lexer
+                    ).text
+                except WordError:
+                    value = ""
+            else:
+                value = None
+            meta.append((name, value))
+        return meta
 
-    def scopes(self, stage: Stage, build_args: Mapping[str, str]) -> list[tuple[Instruction, dict[str, str]]]:
-        """Each instruction of ``stage`` with the variables in force where it stands.
+    def scopes(self, stage: Stage, build_args: Mapping[str, str]) -> list[tuple[Instruction, Scope]]:
+        """Each instruction of ``stage`` (the base stage's ONBUILD triggers first) with the variables in
+        force where it stands (:mod:`stagecache.key.scope`)."""
+        from .scope import stage_scopes  # scope builds on this module
 
-        That is the ENV a base stage passes on, then the stage's own ARGs and ENVs up to that line, as
-        BuildKit scopes them: a global ARG is visible inside a stage only once the stage declares it again.
-        """
-        return self._walk_scope(stage, build_args)[0]
-
-    def _walk_scope(
-        self, stage: Stage, build_args: Mapping[str, str]
-    ) -> tuple[list[tuple[Instruction, dict[str, str]]], dict[str, str], set[str]]:
-        """(instructions with their scopes, the values at the end, the names that are ENV)."""
-        base = self.base_stage(stage, build_args)
-        if base is None:
-            values: dict[str, str] = {}
-            env_names: set[str] = set()
-        else:  # ENV passes on to a child stage; ARG does not
-            _, base_values, env_names = self._walk_scope(base, build_args)
-            values = {name: base_values[name] for name in env_names if name in base_values}
-        globals_ = self.global_values(build_args)
-        out = []
-        for ins in stage.instructions:
-            out.append((ins, dict(values)))
-            if ins.cmd == "ARG":
-                for name, default in parse_arg(ins):
-                    if name in build_args:
-                        values[name] = build_args[name]
-                    elif default is not None:
-                        values[name] = substitute(default, values)
-                    elif name in globals_:
-                        values[name] = globals_[name]
-            elif ins.cmd == "ENV":
-                for name, value in zip(ins.args[0::2], ins.args[1::2], strict=False):
-                    values[name] = substitute(value, values)
-                    env_names.add(name)
-        return out, values, env_names
+        return stage_scopes(self, stage, build_args)
 
     def declared_args(self, stages: list[Stage]) -> set[str]:
         """Names of the ARGs the given stages declare, plus the global ARGs."""
@@ -241,6 +352,19 @@ def load(path: Path, display: str | None = None) -> Dockerfile:
     return parse(text, shown)
 
 
+def _instruction(cmd: _grammar.Command) -> Instruction:
+    return Instruction(
+        cmd=cmd.cmd.upper(),
+        flags=tuple(cmd.flags),
+        args=tuple(cmd.value),
+        json_form=bool(cmd.json),
+        line=int(cmd.start_line),
+        heredocs=tuple((h.name, h.content) for h in cmd.heredocs),
+        sub=cmd.sub_cmd.upper() if cmd.sub_cmd else None,
+        original=cmd.original,
+    )
+
+
 def parse(text: str, path: str = "Dockerfile") -> Dockerfile:
     try:
         commands = _grammar.parse_string(text)
@@ -248,14 +372,7 @@ def parse(text: str, path: str = "Dockerfile") -> Dockerfile:
         raise DockerfileError(path, _line_of(str(exc)), f"syntax error: {exc}") from None
     result = Dockerfile(path, _directives(text))
     for cmd in commands:
-        ins = Instruction(
-            cmd=cmd.cmd.upper(),
-            flags=tuple(cmd.flags),
-            args=tuple(cmd.value),
-            json_form=bool(cmd.json),
-            line=int(cmd.start_line),
-            heredocs=tuple((h.name, h.content) for h in cmd.heredocs),
-        )
+        ins = _instruction(cmd)
         _validate(ins, path)
         if ins.cmd == "FROM":
             result.stages.append(_new_stage(ins, result, path))
@@ -315,75 +432,30 @@ def _new_stage(ins: Instruction, dockerfile: Dockerfile, path: str) -> Stage:
 
 
 def parse_arg(ins: Instruction) -> list[tuple[str, str | None]]:
-    """``ARG A B=1`` -> [("A", None), ("B", "1")]."""
+    """``ARG A B=1`` -> [("A", None), ("B", "1")]: names and defaults as written (quotes and all)."""
     out: list[tuple[str, str | None]] = []
     for item in ins.args:
         name, eq, default = item.partition("=")
-        out.append((name, _unquote(default) if eq else None))
+        out.append((name, default if eq else None))
     return out
 
 
-def _unquote(value: str) -> str:
-    if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
-        return value[1:-1]
-    return value
-
-
 def parse_mounts(ins: Instruction) -> list[dict[str, str]]:
-    """``RUN --mount=type=bind,source=x,from=y`` -> [{"type": "bind", "source": "x", "from": "y"}]."""
+    """``RUN --mount=type=bind,source=x,from=y`` -> [{"type": "bind", "source": "x", "from": "y"}], the
+    values as written (:func:`stagecache.key.scope.read_mounts` reads them as BuildKit does)."""
     mounts = []
     for spec in ins.flag_values("mount"):
         fields: dict[str, str] = {}
-        for part in spec.split(","):
+        try:
+            parts = csv_fields(spec)
+        except WordError:
+            parts = spec.split(",")
+        for part in parts:
             key, eq, value = part.partition("=")
-            key = {"src": "source", "dst": "target", "destination": "target"}.get(key.lower(), key.lower())
-            fields[key] = value if eq else "true"
+            fields[_MOUNT_KEYS.get(key.lower(), key.lower())] = value if eq else "true"
         fields.setdefault("type", "bind")
         mounts.append(fields)
     return mounts
 
 
-_NAME = r"[A-Za-z_][A-Za-z0-9_]*"
-_VAR = re.compile(rf"\$(?:\{{(?P<braced>{_NAME})(?:(?P<op>:?[-+])(?P<word>[^}}]*))?\}}|(?P<bare>{_NAME}))")
-
-
-def substitute(text: str, values: Mapping[str, str]) -> str:
-    """Dockerfile variable substitution: ``$X``, ``${X}``, ``${X:-word}``, ``${X:+word}``.
-
-    ``\\$`` stays a literal dollar sign.
-    """
-
-    def repl(match: re.Match[str]) -> str:
-        start = match.start()
-        if start > 0 and text[start - 1] == "\\":
-            return match.group(0)
-        name = match.group("braced") or match.group("bare")
-        value = values.get(name)
-        op = match.group("op")
-        word = match.group("word") or ""
-        if op in (":-", "-"):
-            empty = value is None or (op == ":-" and value == "")
-            return substitute(word, values) if empty else (value or "")
-        if op in (":+", "+"):
-            present = value is not None and (op == "+" or value != "")
-            return substitute(word, values) if present else ""
-        return value or ""
-
-    return _VAR.sub(repl, text).replace("\\$", "$")
-
-
-def resolvable(text: str, values: Mapping[str, str]) -> bool:
-    """Whether :func:`substitute` gives ``text`` exactly as BuildKit would.
-
-    False when ``text`` uses a variable that is not set here (BuildKit may know it: ENV from an
-    external base image, an automatic platform ARG) or an expansion this module does not model
-    (``${X#pattern}``, ``${X%pattern}``, ``${X/a/b}``, ``${X:?}``).
-    """
-    for match in _VAR.finditer(text):
-        if match.start() > 0 and text[match.start() - 1] == "\\":
-            continue
-        name = match.group("braced") or match.group("bare")
-        if name not in values and match.group("op") not in (":-", "-", ":+", "+"):
-            return False
-    leftover = _VAR.sub("", text).replace("\\$", "")
-    return "$" not in leftover
+_MOUNT_KEYS = {"src": "source", "dst": "target", "destination": "target"}

@@ -9,12 +9,11 @@ enter it, so the same project in another folder gets the same key.
 
 from __future__ import annotations
 
-import bisect
 import hashlib
 import posixpath
-import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any, NamedTuple
 
 from blake3 import blake3
@@ -23,16 +22,16 @@ from ..errors import ConfigError, DockerfileError
 from . import dockerfile as df
 from .files import Uncached
 from .ignore import IgnoreRules, find_ignore_file
-from .patterns import compile_pattern
 from .ports import FileDigests, ImageIdentity, RowMemo
+from .sources import PROXY_ARGS, frontend_sensitive, select
 from .spec import DEFAULT_SECRET_PATTERNS, TargetSpec, is_secret
 from .walk import Entry, walk
+from .words import Frontend
 
-SCHEMA = 3  # 2: file digests are BLAKE3, file rows hashed outside the JSON (stagecache.key.digest);
+SCHEMA = 4  # 2: file digests are BLAKE3, file rows hashed outside the JSON (stagecache.key.digest);
 # 3: compose build options that change what RUN steps see (extra_hosts, network, shm_size, ulimits,
-# entitlements) are in the manifest
-_REMOTE = re.compile(r"^(https?://|git@|git://|ssh://)|\.git(#.*)?$")
-_WILDCARD = re.compile(r"[*?\[]")
+# entitlements) are in the manifest; 4: words read as BuildKit reads them (stagecache.key.words), sources
+# resolved through symlinks (key.sources), hard links, proxy build args, ONBUILD triggers of stages
 
 
 class Inputs(NamedTuple):
@@ -54,28 +53,39 @@ def collect(
     digests: FileDigests | None = None,
     secret_patterns: Iterable[str] = DEFAULT_SECRET_PATTERNS,
     memo: RowMemo | None = None,
+    cli_build_args: Mapping[str, str] = MappingProxyType({}),
+    frontend: Frontend | None = None,
 ) -> Inputs:
     """Compute the manifest of ``spec``. ``images`` gives an external image's identity and whether it
     has ONBUILD triggers; ``digests`` the files' content digests (default: each file hashed).
 
     With ``memo`` (the context's watcher), the file rows come from a memo when the watcher says
     nothing that matters changed since it was written, and the context is not walked.
+
+    ``cli_build_args`` are the build args the docker CLI adds on its own (the proxies of its
+    ``config.json``: :mod:`stagecache.key.proxies`), ``frontend`` how the engine's BuildKit reads words.
     """
     if not spec.context.is_dir():
         raise DockerfileError(str(spec.context), None, "build context is not a directory: check `context:`")
     shown = _display(spec.dockerfile, spec.context)
-    dockerfile = df.load(spec.dockerfile, shown)
+    dockerfile = df.load(spec.dockerfile, shown).configure(
+        platform=spec.platform or platform, build_platform=platform, image_env=images.env,
+        image_onbuild=images.onbuild, frontend=frontend,
+    )  # fmt: skip
+    build_args = {**{k: v for k, v in cli_build_args.items() if k not in spec.build_args}, **spec.build_args}
     stage = dockerfile.target(spec.stage)
-    stages = dockerfile.reached(stage, spec.build_args)
-    declared = dockerfile.declared_args(stages)
+    stages = dockerfile.reached(stage, build_args)
+    # an undeclared build arg changes nothing, except the proxy args BuildKit gives every RUN unasked
+    proxies = {name for name in build_args if name.lower().partition("@")[0] in PROXY_ARGS}
+    declared = dockerfile.declared_args(stages) | proxies
     secret_patterns = tuple(secret_patterns)
 
     args: dict[str, str] = {}
     secret_digests: dict[str, str] = {}
     for name in sorted(declared):
-        if name not in spec.build_args:
+        if name not in build_args:
             continue  # a default is already part of the ARG instruction's text
-        value = spec.build_args[name]
+        value = build_args[name]
         if is_secret(name, secret_patterns):
             digest = hashlib.sha256(value.encode()).hexdigest()
             secret_digests[name] = digest
@@ -86,16 +96,18 @@ def collect(
     ids: dict[str, str] = {}
     stage_records = []
     for stage_ in stages:
-        for dep in dockerfile.dependencies(stage_, spec.build_args):
-            if dep.kind == "image" and dep.ref not in ids:  # refs come substituted already
-                ids[dep.ref] = "scratch" if dep.ref == "scratch" else images.image_id(dep.ref)
+        for dep in dockerfile.dependencies(stage_, build_args):
+            if dep.kind == "image" and dep.ref not in ids:  # refs come read already
+                ids[dep.ref] = "scratch" if dep.ref == "scratch" else _image_id(images, dep, dockerfile)
         record = {
             "name": stage_.label,
-            "from": dockerfile.base_ref(stage_, spec.build_args),
+            "from": dockerfile.base_ref(stage_, build_args),
             "instructions": [ins.normalised() for ins in stage_.instructions],
         }
         if stage_.platform is not None:  # FROM --platform=…
-            record["platform"] = df.substitute(stage_.platform, dockerfile.global_values(spec.build_args))
+            record["platform"] = dockerfile.word(
+                stage_.platform, dockerfile.global_values(build_args), stage_.line, "FROM --platform"
+            )
         stage_records.append(record)
 
     rules = IgnoreRules.load(find_ignore_file(spec.context, spec.dockerfile))
@@ -104,19 +116,20 @@ def collect(
         {
             r
             for s in stages
-            if (r := dockerfile.base_ref(s, spec.build_args)) in ids and r != "scratch" and images.onbuild(r)
+            if (r := dockerfile.base_ref(s, build_args)) in ids and r != "scratch" and images.onbuild(r)
         }
     )
     reused = None
     if memo is not None:
-        memo_name = memo_key(_selection_material(dockerfile, stage, stages, rules, spec.build_args, triggers))
+        memo_name = memo_key(_selection_material(dockerfile, stage, stages, rules, build_args, triggers))
         reused = memo.reuse(memo_name, rules)
     if reused is not None:
         files, warnings, uncacheable = reused.files, reused.warnings, reused.uncacheable
     else:
         fifos: list[str] = []
         entries = walk(spec.context, rules, fifos=fifos)
-        selection, uncacheable = _select_sources(dockerfile, stages, entries, spec.build_args)
+        selected = select(dockerfile, stages, entries, build_args)
+        selection, uncacheable = selected.indexes, selected.uncacheable
         if triggers:
             selection = set(range(len(entries)))
         chosen = [entries[i] for i in sorted(selection)]
@@ -161,6 +174,8 @@ def collect(
         public["uncacheable"] = uncacheable
     if triggers:
         public["onbuild"] = triggers
+    if frontend_sensitive(dockerfile, stages, build_args):  # a RUN --mount value read otherwise by 0.8
+        public["frontend"] = list(dockerfile.frontend)
     return Inputs(public, secret_digests, uncacheable, dockerfile, stage, warnings)
 
 
@@ -183,6 +198,7 @@ def _selection_material(
     ]  # fmt: skip
     return (
         SCHEMA, dockerfile.path, target.label, [(p.text, p.exception) for p in rules.patterns], triggers,
+        tuple(dockerfile.frontend),
         [ins.normalised() for ins in dockerfile.global_arg_lines], sorted(build_args.items()), stage_scopes,
     )  # fmt: skip
 
@@ -199,93 +215,18 @@ def _display(dockerfile: Path, context: Path) -> str:
         return str(dockerfile)
 
 
-def _select_sources(
-    dockerfile: df.Dockerfile,
-    stages: list[df.Stage],
-    entries: list[Entry],
-    build_args: Mapping[str, str],
-) -> tuple[set[int], list[str]]:
-    """Indexes of the context entries that the stages read, and reasons the target cannot be cached."""
-    paths = [e.path for e in entries]
-    selected: set[int] = set()
-    uncacheable: list[str] = []
-    for stage in stages:
-        for ins, values in dockerfile.scopes(stage, build_args):
-            sources: list[str] = []
-            if ins.cmd in ("COPY", "ADD") and ins.flag("from") is None:
-                sources = [s for s in ins.args[:-1] if not s.startswith("<<")]
-            elif ins.cmd == "RUN":
-                for mount in df.parse_mounts(ins):
-                    if mount["type"] == "bind" and not mount.get("from"):
-                        sources.append(mount.get("source", "."))
-            for raw in sources:
-                if not df.resolvable(raw, values):
-                    # A variable we cannot see (ENV of an external base image, an automatic platform
-                    # ARG) or an expansion we do not model: count the whole context rather than guess.
-                    selected.update(range(len(paths)))
-                    continue
-                source = df.substitute(raw, values)
-                if _REMOTE.search(source) and ins.cmd == "ADD":
-                    uncacheable.append(f"{dockerfile.path}:{ins.line}: ADD of a remote source {source!r}")
-                    continue
-                found = _match(source, paths)
-                if not found and _clean(source) and not _WILDCARD.search(source):
-                    raise DockerfileError(
-                        dockerfile.path,
-                        ins.line,
-                        f"{ins.cmd} source {source!r} not found in the build context "
-                        "(missing, or excluded by .dockerignore)",
-                    )
-                selected.update(found)
-    return _with_link_targets(selected, entries, paths), uncacheable
-
-
-def _clean(source: str) -> str:
-    cleaned = posixpath.normpath("/" + source).lstrip("/")
-    return "" if cleaned in (".", "") else cleaned
-
-
-def _match(source: str, paths: list[str]) -> set[int]:
-    cleaned = _clean(source)
-    found: set[int] = set()
-    if _WILDCARD.search(cleaned):
-        pattern = compile_pattern(cleaned)
-        depth = cleaned.count("/")
-        for path in paths:
-            if path.count("/") == depth and pattern.fullmatch(path):
-                found.update(_with_subtree(path, paths))
-        return found
-    return _with_subtree(cleaned, paths)
-
-
-def _with_subtree(path: str, paths: list[str]) -> set[int]:
-    """Indexes of ``path`` and of everything below it in the sorted ``paths`` ("" is the root)."""
-    if not path:
-        return set(range(len(paths)))
-    found = set(range(bisect.bisect_left(paths, path + "/"), bisect.bisect_left(paths, path + "0")))
-    idx = bisect.bisect_left(paths, path)
-    if idx < len(paths) and paths[idx] == path:
-        found.add(idx)
-    return found
-
-
-def _with_link_targets(selected: set[int], entries: list[Entry], paths: list[str]) -> set[int]:
-    """A symlink that is copied may be followed by BuildKit: include what it points to, transitively.
-
-    Targets resolve inside the context as BuildKit scopes them: ``..`` stops at the context's root.
-    """
-    out = set(selected)
-    todo = [i for i in selected if entries[i].kind == "symlink"]
-    while todo:
-        entry = entries[todo.pop()]
-        if entry.link_target is None:
-            continue
-        target = _clean(posixpath.join(posixpath.dirname(entry.path), entry.link_target))
-        for i in _match(target, paths) - out:
-            out.add(i)
-            if entries[i].kind == "symlink":
-                todo.append(i)
-    return out
+def _image_id(images: ImageIdentity, dep: df.Dependency, dockerfile: df.Dockerfile) -> str:
+    """An external image's ID; one that the engine neither has nor can pull is named with its line."""
+    try:
+        return images.image_id(dep.ref)
+    except ConfigError as exc:
+        stages = ", ".join(s.name for s in dockerfile.stages if s.name) or "none named"
+        raise DockerfileError(
+            dockerfile.path,
+            dep.line,
+            f"{dep.ref!r} is no stage of this Dockerfile (stages: {stages}) "
+            f"and no image the engine has: {exc}",
+        ) from None
 
 
 def _describe(entries: list[Entry], digests: FileDigests) -> list[list[Any]]:
@@ -296,8 +237,14 @@ def _describe(entries: list[Entry], digests: FileDigests) -> list[list[Any]]:
         raise ConfigError(
             f"{exc.filename}: cannot read it ({exc.strerror}); docker could not send it either"
         ) from None
+    first: dict[tuple[int, int], str] = {}  # a copied file's inode: the first path copied with it
     rows: list[list[Any]] = []
     for e in entries:
+        if e.kind == "file" and e.inode is not None:
+            leader = first.setdefault(e.inode, e.path)
+            if leader != e.path:  # a hard link of a file copied before: BuildKit copies the link
+                rows.append([e.path, "hardlink", oct(e.mode), leader])
+                continue
         detail = file_digests[e.path] if e.kind == "file" else (e.link_target or "")
         rows.append([e.path, e.kind, oct(e.mode), detail])
     return rows

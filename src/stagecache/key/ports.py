@@ -25,6 +25,10 @@ class ImageIdentity(Protocol):
         """Whether the image has ONBUILD triggers (they run in the build and may copy anything)."""
         ...
 
+    def env(self, ref: str) -> Sequence[str] | None:
+        """The image's ``ENV`` (``NAME=value`` items), which its stages' words can read; None: unknown."""
+        ...
+
     def image_store(self) -> str:
         """The kind of image store the engine has (``classic``, ``containerd``): asked only of targets
         built from scratch, whose key names no external image to tell the stores apart."""

@@ -34,7 +34,9 @@ class Entry:
     reproducible. Adding ``!<path>`` as the last line of the ignore file fixes it.
     """
 
-    __slots__ = ("content_refused", "kind", "link_target", "links", "mode", "path", "signature", "size")
+    __slots__ = (
+        "content_refused", "inode", "kind", "link_target", "links", "mode", "path", "signature", "size"
+    )  # fmt: skip
 
     def __init__(
         self,
@@ -56,6 +58,7 @@ class Entry:
         # second stat. Not part of the entry's identity, nor is the file's number of hard links.
         self.signature = signature
         self.links = 1
+        self.inode: tuple[int, int] | None = None  # (device, inode) of a file with several hard links
 
     def _identity(self) -> tuple[object, ...]:
         return (self.path, self.kind, self.mode, self.size, self.link_target, self.content_refused)
@@ -177,6 +180,7 @@ class _Walker:
                     item = Entry(path, "file", mode & 0o7777, st.st_size, None, refused, sig)
                     if st.st_nlink > 1:
                         item.links = st.st_nlink
+                        item.inode = (st.st_dev, st.st_ino)
                     out.append(item)
                 elif fmt == _S_IFDIR:
                     out.append(Entry(path, "dir", mode & 0o7777, 0))

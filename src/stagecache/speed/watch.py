@@ -208,8 +208,8 @@ class ContextWatch:
                 stale_rows[at] = st
             linked[at] = signature(st)
         for at, st in stale_rows.items():  # a file the target reads, still a file: only its row changes
-            if st.st_nlink > 1:  # links now: checked every time from here on
-                linked[at] = signature(st)
+            if st.st_nlink > 1:  # a hard link now or still: which copied file it is linked to counts in
+                return None  # the key (key.inputs._describe), and only a walk can tell
             path = memo.files[at][0]
             try:
                 digest = file_digest(root + path, st.st_size)
