@@ -7,13 +7,13 @@ import hashlib
 import io
 import json
 import tarfile
-from collections.abc import Callable, Container, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Container, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from stagecache.engine.base import Compose, EngineInfo, ImageInfo
 from stagecache.errors import CommandError
-from stagecache.key.spec import NO_OPTIONS, BuildOptions
+from stagecache.key.spec import NO_OPTIONS, BuildOptions, BuildSecret
 from stagecache.process import Completed
 from stagecache.refs import is_key_ref, qualified, split_tag
 
@@ -79,6 +79,8 @@ class FakeEngine:
         self.ps_answers = ["compose-ps-healthy.json"]
         self.compose_configs: list[tuple[Path, tuple[Path, ...], tuple[str, ...]]] = []
         self.built_options: list[BuildOptions] = []  # the `options` of each build
+        # each build's args passed through the environment, and its BuildKit secrets
+        self.built_secrets: list[tuple[dict[str, str], list[BuildSecret]]] = []
 
     # --- images -------------------------------------------------------------------------------------
     def _add(self, data: dict[str, Any], tags: Sequence[str]) -> str:
@@ -153,9 +155,12 @@ class FakeEngine:
         quiet: bool = False,
         iidfile: Path,
         options: BuildOptions = NO_OPTIONS,
+        env_args: Collection[str] = (),
+        secrets: Sequence[BuildSecret] = (),
     ) -> Completed:
         self.calls.append("build")
         self.built_options.append(options)
+        self.built_secrets.append(({k: build_args[k] for k in env_args}, list(secrets)))
         self.build_tags.append(list(tags))
         if self.on_build is not None:
             self.on_build()

@@ -7,7 +7,7 @@ CLI only asks for them. Tests wire their own (a fake engine, a store in a temp d
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -68,7 +68,15 @@ class App:
             digest_cache_dir=cache_dir() / "digests",
             watch_dir=cache_dir() / "watch",
             start_watchers=self.settings.tool.get("watch") is True,
+            redaction_key=self.redaction_key(),
         )
+
+    def redaction_key(self) -> Callable[[], bytes]:
+        """The HMAC key of secret build args: the store's, also for a command that does not use the
+        store (``key``, ``--no-store``), so that every command shows and counts them alike."""
+        from .redaction import RedactionKey
+
+        return RedactionKey(self.settings.store, cache_dir())
 
 
 def resolver_for(
@@ -80,10 +88,11 @@ def resolver_for(
     digest_cache_dir: Path | None = None,
     watch_dir: Path | None = None,
     start_watchers: bool = False,
+    redaction_key: Callable[[], bytes] | None = None,
 ) -> Resolver:
     """A resolver over the daemon and, given one, a directory store (whose records it keeps too).
     Without ``digest_cache_dir`` file digests are not remembered; without ``watch_dir`` no watcher
-    is asked."""
+    is asked; without ``redaction_key``, secret build args are digested under a key of this process's."""
     from .build import Resolver
     from .keying import Keyer
     from .store.daemon import DaemonTier
@@ -98,6 +107,7 @@ def resolver_for(
         digest_cache_dir=digest_cache_dir,
         watch_dir=watch_dir,
         start_watchers=start_watchers,
+        redaction_key=redaction_key,
     )
     tiers: list[ImageTier] = [DaemonTier(engine)]
     records = None

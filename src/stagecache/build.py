@@ -22,6 +22,7 @@ from typing import NamedTuple
 from .engine.base import Engine
 from .errors import BuildError, ConfigError
 from .key.inputs import Inputs
+from .key.spec import secret_arg
 from .keying import Keyer
 from .progress import Reporter, Silent
 from .project.settings import Target
@@ -186,6 +187,10 @@ class Resolver:
                 options=spec.options,
                 quiet=quiet,
                 iidfile=iidfile,
+                env_args=[
+                    n for n, v in spec.build_args.items() if secret_arg(n, v, self.keyer.secret_patterns)
+                ],
+                secrets=spec.secrets,
             )
             if done.returncode != 0:
                 raise BuildError(target.name, done.stderr or "")

@@ -50,9 +50,12 @@ class CommandError(StagecacheError):
     exit_code = ExitCode.FAILED
 
     def __init__(self, argv: Sequence[str], returncode: int, stderr: str) -> None:
-        self.argv = list(argv)
+        from .redaction import argv as shown  # a secret build arg's value is never in a message
+        from .redaction import text
+
+        self.argv = shown(argv)
         self.returncode = returncode
-        self.stderr = stderr
+        self.stderr = stderr = text(stderr)
         tail = " | ".join(line for line in stderr.strip().splitlines()[-3:] if line.strip())
         super().__init__(f"`{' '.join(self.argv[:4])}…` exited {returncode}" + (f": {tail}" if tail else ""))
 
@@ -63,8 +66,10 @@ class BuildError(StagecacheError):
     exit_code = ExitCode.FAILED
 
     def __init__(self, target: str, log_tail: str) -> None:
+        from .redaction import text  # a secret build arg's value is never in a message
+
         self.target = target
-        self.log_tail = log_tail
+        self.log_tail = log_tail = text(log_tail)
         last = log_tail.strip().splitlines()[-1] if log_tail.strip() else "see the build output above"
         super().__init__(f"target {target!r} failed to build: {last}")
 

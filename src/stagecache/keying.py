@@ -10,15 +10,16 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
+from . import redaction
 from .engine.base import Engine, ImageInfo
 from .errors import ConfigError
 from .key import digest
 from .key.inputs import Inputs, collect
 from .key.proxies import cli_build_args
-from .key.spec import DEFAULT_SECRET_PATTERNS
+from .key.spec import DEFAULT_SECRET_PATTERNS, secret_arg
 from .key.words import Frontend, frontend_for
 from .progress import Reporter, Silent
 from .project.settings import Target
@@ -38,10 +39,15 @@ class Keyer:
         digest_cache_dir: Path | None = None,
         watch_dir: Path | None = None,
         start_watchers: bool = False,
+        redaction_key: Callable[[], bytes] | None = None,
     ) -> None:
         self.engine = engine
         self.reporter: Reporter = reporter or Silent()
         self.secret_patterns = secret_patterns
+        redaction.use_patterns(secret_patterns)  # what -v and error messages mask
+        # The HMAC key of secret build args (:class:`stagecache.redaction.RedactionKey`: the store's);
+        # None: a key of this process's own (keys with secret args then hold for this process only).
+        self.redaction_key = redaction_key
         self.digest_cache_dir = digest_cache_dir  # None: file digests are not remembered between runs
         self.watch_dir = watch_dir  # where context watchers answer (None: do not ask them)
         self.start_watchers = start_watchers  # start one for a context that has none
@@ -89,6 +95,9 @@ class Keyer:
         return frontend_for(self.engine.engine().version)
 
     def inputs(self, target: Target) -> Inputs:
+        for name, value in target.spec.build_args.items():
+            if secret_arg(name, value, self.secret_patterns):
+                redaction.remember(value)  # never printed from here on
         cache = memo = None
         if self.digest_cache_dir is not None:
             where = hashlib.sha256(str(target.spec.context.resolve()).encode()).hexdigest()[:32]
@@ -105,6 +114,7 @@ class Keyer:
                 digests=cache,
                 secret_patterns=self.secret_patterns,
                 memo=memo,
+                salt=self.redaction_key,
                 cli_build_args=cli_build_args(os.environ, Path.home()),
                 frontend=self.frontend(),
             )

@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, NamedTuple, Protocol
 
-from . import trace
+from . import redaction, trace
 from .errors import CommandError, EngineError
 
 if TYPE_CHECKING:
@@ -79,8 +79,10 @@ def run(
     cwd: Path | None = None,
 ) -> Completed:
     """Run a command to its end. With ``capture=False`` its output goes to the user's terminal (build
-    progress). ``check``: a non-zero exit raises :class:`CommandError` with the tail of stderr."""
-    trace.debug("$ " + " ".join(argv))
+    progress). ``check``: a non-zero exit raises :class:`CommandError` with the tail of stderr.
+    ``env`` is added to this process's environment for the command (secret build args travel there,
+    not in its argv, which any user can read in ``ps``); the log shows its names, not secret values."""
+    trace.debug("$ " + " ".join(redaction.argv(argv, env)))
     import subprocess
 
     full_env = {**os.environ, **env} if env else None
@@ -104,10 +106,45 @@ def run(
     return Completed(list(argv), proc.returncode, out, err)
 
 
+def run_masked(argv: Sequence[str], *, env: Mapping[str, str] | None = None) -> Completed:
+    """Run a command to its end with its output (stdout and stderr together) shown on stderr line by
+    line through :func:`stagecache.redaction.text`: for a build whose progress would show a secret
+    build arg's value (BuildKit names a ``RUN`` step by its command with the args expanded). Returns
+    the exit code, and the last lines of the output as ``stderr``."""
+    import collections
+    import subprocess
+
+    trace.debug("$ " + " ".join(redaction.argv(argv, env)))
+    try:
+        proc = subprocess.Popen(
+            list(argv),
+            preexec_fn=_with_parent(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **env} if env else None,
+        )
+    except FileNotFoundError as exc:
+        raise EngineError(f"{argv[0]!r} is not installed or not on PATH") from exc
+    tail: collections.deque[str] = collections.deque(maxlen=40)
+    assert proc.stdout is not None
+    try:
+        for raw in proc.stdout:
+            line = redaction.text(raw.decode(errors="replace"))
+            sys.stderr.write(line)
+            sys.stderr.flush()
+            tail.append(line)
+    finally:
+        if proc.poll() is None and sys.exc_info()[0] is not None:
+            proc.kill()
+        proc.stdout.close()
+        proc.wait()
+    return Completed(list(argv), proc.returncode, "", "".join(tail))
+
+
 def spawn(argv: Sequence[str], **popen: Any) -> subprocess.Popen[Any]:
     """Start a command that runs beside this process (``subprocess.Popen`` keywords); OSError as Popen
     raises it when it cannot start."""
-    trace.debug("$ " + " ".join(argv) + " &")
+    trace.debug("$ " + " ".join(redaction.argv(argv)) + " &")
     import subprocess
 
     popen.setdefault("preexec_fn", _with_parent())

@@ -82,7 +82,6 @@ def test_keys_at_their_default_are_accepted(key: str, value: Any) -> None:
     [
         ("dockerfile_inline", "FROM x", "put it in one and name it with `dockerfile:`"),
         ("additional_contexts", {"a": "../a"}, "copy from a stage or an image"),
-        ("secrets", [{"source": "token"}], "build this service with compose"),
         ("ssh", ["default"], "build this service with compose"),
         ("pull", True, "`docker pull` the base image before `stagecache build`"),
         ("isolation", "hyperv", "Windows container option"),

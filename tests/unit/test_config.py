@@ -39,7 +39,7 @@ def test_services_with_build_are_targets() -> None:
     assert tests.spec.build_args == {"LEVEL": "2"}  # an arg without a value is not passed
 
 
-@pytest.mark.parametrize("key", ["dockerfile_inline", "additional_contexts", "secrets", "ssh"])
+@pytest.mark.parametrize("key", ["dockerfile_inline", "additional_contexts", "ssh"])
 def test_build_options_the_key_cannot_see_are_refused(key: str) -> None:
     data = {"services": {"x": {"build": {"context": "/src", key: {"a": "b"}}}}}
     with pytest.raises(ConfigError, match=f"service 'x': build.{key} is not supported"):

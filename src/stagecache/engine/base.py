@@ -7,11 +7,11 @@ a fake fed with JSON recorded from a real engine (``tests/fakes.py``).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple, Protocol
 
-from ..key.spec import NO_OPTIONS, BuildOptions
+from ..key.spec import NO_OPTIONS, BuildOptions, BuildSecret
 from ..process import Completed
 
 
@@ -128,6 +128,8 @@ class Engine(Protocol):
         quiet: bool = False,
         iidfile: Path,
         options: BuildOptions = NO_OPTIONS,
+        env_args: Collection[str] = (),
+        secrets: Sequence[BuildSecret] = (),
     ) -> Completed: ...
     def save_file(self, image: str, path: Path) -> None: ...
     def load(self, chunks: Iterable[bytes]) -> str: ...

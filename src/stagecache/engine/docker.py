@@ -11,13 +11,13 @@ from __future__ import annotations
 import contextlib
 import json
 import urllib.parse
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from .. import process, trace
+from .. import process, redaction, trace
 from ..errors import CommandError, ConfigError, EngineError
-from ..key.spec import NO_OPTIONS, BuildOptions
+from ..key.spec import NO_OPTIONS, BuildOptions, BuildSecret
 from ..process import Completed, Runner, run
 from ..refs import KEY_LABEL, LABEL_PREFIX, is_key_ref, split_tag
 from .api import EngineAPI
@@ -195,18 +195,30 @@ class Docker:
         quiet: bool = False,
         iidfile: Path,
         options: BuildOptions = NO_OPTIONS,
+        env_args: Collection[str] = (),
+        secrets: Sequence[BuildSecret] = (),
     ) -> Completed:
         """``docker buildx build --load`` one target. Progress goes to the terminal unless ``quiet``.
 
         ``options`` are compose's other ``build:`` keys, passed as ``docker compose build`` passes them.
+        The build args named in ``env_args`` (the secret-looking ones) are passed as ``--build-arg NAME``,
+        their values in the docker CLI's environment, which only its user can read, never in its argv,
+        which every user can (``ps``); BuildKit gets the same value either way. BuildKit's progress
+        names a ``RUN`` step by its command with the args expanded, so the progress of such a build is
+        shown through a mask (:func:`stagecache.process.run_masked`). ``secrets`` are
+        ``--secret id=…,src=…|env=…``: the CLI reads them, stagecache never does.
         """
+        env = {k: v for k, v in build_args.items() if k in env_args}
+        for value in env.values():
+            redaction.remember(value)
         args = argv(
             "buildx",
             "build",
             file=str(dockerfile),
             target=target,
             tag=list(tags),
-            build_arg=[f"{k}={v}" for k, v in build_args.items()],
+            build_arg=[k if k in env else f"{k}={v}" for k, v in build_args.items()],
+            secret=[s.flag() for s in secrets],
             label=[f"{k}={v}" for k, v in labels.items()],
             platform=platform,
             add_host=list(options.extra_hosts),
@@ -225,7 +237,9 @@ class Docker:
             load=True,
         )
         args.append(str(context))
-        return self._run(*args, capture=quiet, check=False)
+        if env and not quiet:  # BuildKit shows a RUN step's command with the build args expanded
+            return process.run_masked([self.binary, *args], env=env)
+        return self._run(*args, capture=quiet, check=False, env=env or None)
 
     def save_file(self, image: str, path: Path) -> None:
         """``docker save -o PATH IMAGE``."""

@@ -104,7 +104,7 @@ def diff(old: dict[str, Any], new: dict[str, Any]) -> Changes:
             changes.other.append(f"stage {name}: no longer part of the target")
         elif before_stage != after_stage:
             changes.other.append(f"stage {name}: instructions changed")
-    for field_ in ("platform", "target", "global_args"):
+    for field_ in ("platform", "target", "global_args", "secrets"):
         if old.get(field_) != new.get(field_):
             changes.other.append(f"{field_.replace('_', ' ')}: {old.get(field_)!r} -> {new.get(field_)!r}")
     for group, shown in (("build_options", "compose build.{}"), ("labels", "label {}")):

@@ -9,9 +9,9 @@ enter it, so the same project in another folder gets the same key.
 
 from __future__ import annotations
 
-import hashlib
+import os
 import posixpath
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, NamedTuple
@@ -20,11 +20,12 @@ from blake3 import blake3
 
 from ..errors import ConfigError, DockerfileError
 from . import dockerfile as df
+from . import secret
 from .files import Uncached
 from .ignore import IgnoreRules, find_ignore_file
 from .ports import FileDigests, ImageIdentity, RowMemo
 from .sources import PROXY_ARGS, frontend_sensitive, select
-from .spec import DEFAULT_SECRET_PATTERNS, TargetSpec, is_secret
+from .spec import DEFAULT_SECRET_PATTERNS, TargetSpec, redacted, secret_arg, secret_digest
 from .walk import Entry, walk
 from .words import Frontend
 
@@ -35,7 +36,9 @@ SCHEMA = 4  # 2: file digests are BLAKE3, file rows hashed outside the JSON (sta
 
 
 class Inputs(NamedTuple):
-    """A target's manifest. ``public`` may be shown and recorded; secret args appear only as digests."""
+    """A target's manifest. ``public`` may be shown and recorded; secret args appear in it only as
+    ``<redacted xxxxxxxx>``, the first digits of their HMAC under the store's redaction key;
+    ``secret_digests`` has the whole HMACs, which the key counts and nothing shows."""
 
     public: dict[str, Any]
     secret_digests: dict[str, str]
@@ -53,11 +56,15 @@ def collect(
     digests: FileDigests | None = None,
     secret_patterns: Iterable[str] = DEFAULT_SECRET_PATTERNS,
     memo: RowMemo | None = None,
+    salt: Callable[[], bytes] | None = None,
     cli_build_args: Mapping[str, str] = MappingProxyType({}),
     frontend: Frontend | None = None,
 ) -> Inputs:
     """Compute the manifest of ``spec``. ``images`` gives an external image's identity and whether it
     has ONBUILD triggers; ``digests`` the files' content digests (default: each file hashed).
+
+    ``salt`` gives the redaction key that secret build args are digested under (the store's; asked
+    only when a secret arg is declared). Without it, a key of this process's own.
 
     With ``memo`` (the context's watcher), the file rows come from a memo when the watcher says
     nothing that matters changed since it was written, and the context is not walked.
@@ -79,6 +86,7 @@ def collect(
     proxies = {name for name in build_args if name.lower().partition("@")[0] in PROXY_ARGS}
     declared = dockerfile.declared_args(stages) | proxies
     secret_patterns = tuple(secret_patterns)
+    salt = salt or _process_salt
 
     args: dict[str, str] = {}
     secret_digests: dict[str, str] = {}
@@ -86,10 +94,10 @@ def collect(
         if name not in build_args:
             continue  # a default is already part of the ARG instruction's text
         value = build_args[name]
-        if is_secret(name, secret_patterns):
-            digest = hashlib.sha256(value.encode()).hexdigest()
+        if secret_arg(name, value, secret_patterns):
+            digest = secret_digest(value, salt())
             secret_digests[name] = digest
-            args[name] = f"<redacted {digest[:8]}>"
+            args[name] = redacted(digest)
         else:
             args[name] = value
 
@@ -121,7 +129,8 @@ def collect(
     )
     reused = None
     if memo is not None:
-        memo_name = memo_key(_selection_material(dockerfile, stage, stages, rules, build_args, triggers))
+        masked = secret.masked_args(build_args, secret_patterns, salt)  # no secret in a memo's name
+        memo_name = memo_key(_selection_material(dockerfile, stage, stages, rules, masked, triggers))
         reused = memo.reuse(memo_name, rules)
     if reused is not None:
         files, warnings, uncacheable = reused.files, reused.warnings, reused.uncacheable
@@ -176,7 +185,23 @@ def collect(
         public["onbuild"] = triggers
     if frontend_sensitive(dockerfile, stages, build_args):  # a RUN --mount value read otherwise by 0.8
         public["frontend"] = list(dockerfile.frontend)
+    mounted = None if triggers else secret.mounted_ids(dockerfile, stages, spec.build_args)
+    if keyed := secret.keyed_secrets(spec.secrets, mounted):
+        public["secrets"] = keyed  # ids and kinds only: a secret's value is assumed not to change the image
+    if leak := secret.history_warning(dockerfile, stage, spec.build_args, secret_patterns):
+        warnings = [*warnings, leak]
     return Inputs(public, secret_digests, uncacheable, dockerfile, stage, warnings)
+
+
+def _process_salt() -> bytes:
+    """A redaction key for callers that give none: random, this process's own."""
+    global _PROCESS_SALT
+    if _PROCESS_SALT is None:
+        _PROCESS_SALT = os.urandom(32)
+    return _PROCESS_SALT
+
+
+_PROCESS_SALT: bytes | None = None
 
 
 def _selection_material(

@@ -11,7 +11,8 @@ know what the resolved configuration depends on (its cache, :mod:`stagecache.pro
 and which files a test run passes on with ``-f``.
 
 Every key of a service's ``build:`` is either passed to the build and counted in the key, or refused
-with one line naming it, the service and the fix (:data:`BUILD_KEYS`); none is dropped.
+with one line naming it, the service and the fix (:data:`BUILD_KEYS`); none is dropped. ``secrets``
+are passed as BuildKit secrets, as compose passes them; their values are never read.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from ..errors import ConfigError
-from ..key.spec import BuildOptions, TargetSpec
+from ..key.spec import BuildOptions, BuildSecret, TargetSpec
 from ..refs import default_repository, repository_of
 from .settings import Target
 
@@ -40,6 +41,7 @@ OVERRIDE_NAMES = (
 #   key     passed to `docker buildx build` and counted in the key
 #   tag     an extra name for the image, applied after the build
 #   pass    passed to the build; it does not change the image (cache import/export, attestations)
+#   secret  passed as --secret (see build_secrets); the id and kind count in the key, the value never
 #   refuse  refused in one line with the fix (see _refused)
 BUILD_KEYS: dict[str, str] = {
     "context": "key",  # the directory sent to BuildKit (a Git or URL context is refused)
@@ -65,7 +67,7 @@ BUILD_KEYS: dict[str, str] = {
     "pull": "refuse",  # a pull during the build could use another base image than the key names
     "dockerfile_inline": "refuse",
     "additional_contexts": "refuse",
-    "secrets": "refuse",
+    "secrets": "secret",
     "ssh": "refuse",
 }
 
@@ -75,7 +77,6 @@ REFUSED = {
     "`dockerfile:`",
     "additional_contexts": "the key cannot see the other contexts' files: copy from a stage or an image "
     "instead, or build this service with compose",
-    "secrets": "build this service with compose, or pass the value some other way",
     "ssh": "build this service with compose",
     "pull": "stagecache keys the base image it has, by ID, and a pull during the build could bring "
     "another: `docker pull` the base image before `stagecache build` and drop `pull: true`",
@@ -288,7 +289,7 @@ def targets_from_compose(data: Mapping[str, Any], compose_file: Path) -> dict[st
         if not build:
             continue
         where = f"{compose_file}: service {service!r}"
-        spec, tags = build_spec(service, conf, where)
+        spec, tags = build_spec(service, conf, where, data.get("secrets") or {})
         image = conf.get("image")
         repo = repository_of(image) if image else default_repository(project, service)
         targets[service] = Target(
@@ -297,9 +298,12 @@ def targets_from_compose(data: Mapping[str, Any], compose_file: Path) -> dict[st
     return targets
 
 
-def build_spec(service: str, conf: Mapping[str, Any], where: str) -> tuple[TargetSpec, tuple[str, ...]]:
+def build_spec(
+    service: str, conf: Mapping[str, Any], where: str, secrets: Mapping[str, Any] | None = None
+) -> tuple[TargetSpec, tuple[str, ...]]:
     """A service's build as a :class:`TargetSpec` and its extra tags; a key stagecache cannot honour
-    is a :class:`ConfigError` naming it, the service and the fix."""
+    is a :class:`ConfigError` naming it, the service and the fix. ``secrets``: the top-level
+    ``secrets:`` that ``build.secrets`` names."""
     build: Mapping[str, Any] = conf["build"]
     for name, value in build.items():
         handling = BUILD_KEYS.get(name)
@@ -359,8 +363,35 @@ def build_spec(service: str, conf: Mapping[str, Any], where: str) -> tuple[Targe
         platform=platform,
         labels={str(k): str(v) for k, v in (build.get("labels") or {}).items()},
         options=options,
+        secrets=build_secrets(build.get("secrets") or [], secrets or {}, where),
     )
     return spec, tuple(str(t) for t in build.get("tags") or ())
+
+
+def build_secrets(entries: object, declared: Mapping[str, Any], where: str) -> tuple[BuildSecret, ...]:
+    """``build.secrets`` as compose 2.26 hands them to BuildKit: each names a top-level secret
+    (``source``) with ``file:`` or ``environment:``, and is mounted under its ``target`` (else its
+    name) as the id; ``uid``, ``gid`` and ``mode`` are ignored by BuildKit, as compose says."""
+    out: dict[str, BuildSecret] = {}
+    for entry in entries if isinstance(entries, list) else [entries]:
+        source = str(entry.get("source") if isinstance(entry, Mapping) else entry)
+        target = str(entry.get("target") or "") if isinstance(entry, Mapping) else ""
+        conf = declared.get(source)
+        if not isinstance(conf, Mapping):
+            raise ConfigError(
+                f"{where}: build.secrets names {source!r}, which the top-level `secrets:` lacks"
+            )
+        if conf.get("file"):
+            secret = BuildSecret(target or source, "file", str(conf["file"]))
+        elif conf.get("environment"):
+            secret = BuildSecret(target or source, "env", str(conf["environment"]))
+        else:
+            raise ConfigError(
+                f"{where}: build.secrets {source!r} is neither `file:` nor `environment:`, and a build "
+                "can only read those (as compose says): declare it with one of them"
+            )
+        out[secret.id] = secret
+    return tuple(out.values())
 
 
 def _refused(name: str, value: object) -> bool:

@@ -17,9 +17,11 @@ reads, so it is kept in the user's cache directory (``compose/`` under
 - the project directory and the options (``--compose-file``, ``-p``, ``--profile``, ``--env-file``).
 
 The words are over-counted on purpose: a needless miss costs one ``docker compose config``, a stale
-hit a wrong configuration. A file with a remote ``include:`` (Git, OCI) is never cached. Each project
-and set of options has one entry, replaced when its key changes, written atomically. Deleting the
-directory is always safe; ``STAGECACHE_COMPOSE_CACHE=0`` turns the cache off.
+hit a wrong configuration. A file with a remote ``include:`` (Git, OCI) is never cached, nor is a
+configuration that gives a secret-looking build arg a value (``secret-args``): the cache directory
+never holds a secret. Each project and set of options has one entry, replaced when its key changes,
+written atomically. Deleting the directory is always safe; ``STAGECACHE_COMPOSE_CACHE=0`` turns the
+cache off.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ import json
 import os
 import re
 import stat
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -60,9 +62,11 @@ def resolved(
     *,
     cache: Path | None,
     environ: Mapping[str, str] | None = None,
+    secret: Callable[[str, str], bool] = lambda name, value: False,
 ) -> dict[str, Any]:
     """The configuration ``docker compose config`` gives for ``found``: from ``cache`` (a directory)
-    when an entry's key matches, else from compose, then kept there. ``cache`` None: always compose."""
+    when an entry's key matches, else from compose, then kept there unless a build arg is ``secret``
+    (by name and value) and has a value. ``cache`` None: always compose."""
     env = os.environ if environ is None else environ
     if cache is None or env.get("STAGECACHE_COMPOSE_CACHE") == "0":
         return ask(engine, found, root)
@@ -73,9 +77,20 @@ def resolved(
         if data is not None:
             return data
     data = ask(engine, found, root)
-    if key is not None:
+    if key is not None and not _secret_args(data, secret):
         _write(entry, key, data)
+    elif key is not None:
+        entry.unlink(missing_ok=True)  # nor an earlier entry of this project, which may hold one
     return data
+
+
+def _secret_args(data: Mapping[str, Any], secret: Callable[[str, str], bool]) -> bool:
+    """Whether a service's build gives a secret-looking build arg a value."""
+    for conf in (data.get("services") or {}).values():
+        args = ((conf or {}).get("build") or {}).get("args") or {}
+        if isinstance(args, Mapping) and any(v and secret(str(n), str(v)) for n, v in args.items()):
+            return True
+    return False
 
 
 def ask(engine: Engine, found: ComposeFiles, root: Path) -> dict[str, Any]:

@@ -9,11 +9,11 @@ from pathlib import Path
 from ..engine.base import Compose, Engine
 from ..errors import ConfigError
 from ..key import dockerfile as df
-from ..key.spec import DEFAULT_SECRET_PATTERNS, TargetSpec
+from ..key.spec import DEFAULT_SECRET_PATTERNS, TargetSpec, secret_arg
 from ..refs import default_repository
 from . import compose_cache
 from .compose import ComposeFiles, discover, hidden_services, targets_from_compose
-from .pyproject import read_tool_table
+from .pyproject import read_tool_table, tool_secrets
 from .settings import Options, Settings, Target, cache_dir, store_location
 from .values import parse_size
 
@@ -24,6 +24,7 @@ def load(opts: Options, engine: Engine) -> Settings:
         raise ConfigError(f"{opts.project_dir}: project directory not found")
     tool = read_tool_table(root)
     tool_args = {str(k): str(v) for k, v in tool.get("build-args", {}).items()}
+    patterns = tuple(str(p) for p in tool.get("secret-args", DEFAULT_SECRET_PATTERNS))
 
     given_compose = list(opts.compose_files) or _as_list(tool.get("compose-file"))
     found = None
@@ -37,7 +38,9 @@ def load(opts: Options, engine: Engine) -> Settings:
         )
     settings = Settings(root=root, targets={}, defaults=[str(t) for t in tool.get("targets", [])], tool=tool)
     if found is not None:
-        data = compose_cache.resolved(engine, found, root, cache=cache_dir() / "compose")
+        data = compose_cache.resolved(
+            engine, found, root, cache=cache_dir() / "compose", secret=lambda n, v: secret_arg(n, v, patterns)
+        )
         settings.compose_files = list(found.files)
         settings.compose_data = data
         settings.compose = Compose(
@@ -61,9 +64,13 @@ def load(opts: Options, engine: Engine) -> Settings:
         repository = opts.repository or tool.get("repository")
         targets, last = targets_from_dockerfile(root, dockerfile, context, repository)
         settings.defaults = settings.defaults or [last]
+    secrets = tool_secrets(tool, root)  # compose's build.secrets win for the same id
     settings.targets = {
         name: t._replace(
-            spec=t.spec._replace(build_args={**tool_args, **t.spec.build_args, **opts.build_args}),
+            spec=t.spec._replace(
+                build_args={**tool_args, **t.spec.build_args, **opts.build_args},
+                secrets=tuple({s.id: s for s in (*secrets, *t.spec.secrets)}.values()),
+            ),
             repository=opts.repository or t.repository,
         )
         for name, t in targets.items()
@@ -71,7 +78,7 @@ def load(opts: Options, engine: Engine) -> Settings:
     settings.store = store_location(root, opts.store, tool)
     if "store-max-size" in tool:
         settings.store_max_size = parse_size(tool["store-max-size"], f"{root}/pyproject.toml")
-    settings.secret_patterns = tuple(str(p) for p in tool.get("secret-args", DEFAULT_SECRET_PATTERNS))
+    settings.secret_patterns = patterns
     return settings
 
 

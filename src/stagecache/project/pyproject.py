@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
+from ..key.spec import BuildSecret
 
 # [tool.stagecache] keys and the Python types their values must have.
 KNOWN_KEYS: dict[str, type | tuple[type, ...]] = {
@@ -16,6 +18,7 @@ KNOWN_KEYS: dict[str, type | tuple[type, ...]] = {
     "repository": str,
     "targets": list,
     "secret-args": list,
+    "secrets": dict,  # BuildKit secrets for every target: { ID = { env = "VAR" } | { file = "PATH" } }
     "dockerfile": str,
     "context": str,
     "build-args": dict,
@@ -61,3 +64,25 @@ def read_tool_table(root: Path) -> dict[str, Any]:
         if not isinstance(value, KNOWN_KEYS[key]):
             raise ConfigError(f"{path}: [tool.stagecache] {key} has the wrong type ({type(value).__name__})")
     return table
+
+
+def tool_secrets(table: dict[str, Any], root: Path) -> tuple[BuildSecret, ...]:
+    """``[tool.stagecache] secrets``: ``{ pip_token = { env = "PIP_TOKEN" } }`` or ``{ file = "PATH" }``
+    (relative to the project), BuildKit secrets passed to every target's build as compose's
+    ``build.secrets`` are. Their values are never read by stagecache."""
+    where = f"{root / 'pyproject.toml'}: [tool.stagecache] secrets"
+    out = []
+    for name, conf in (table.get("secrets") or {}).items():
+        if not isinstance(conf, dict) or len(conf) != 1 or not isinstance(next(iter(conf.values())), str):
+            raise ConfigError(f'{where}.{name}: write {{ env = "VARIABLE" }} or {{ file = "PATH" }}')
+        ((kind, source),) = conf.items()
+        if kind == "env":
+            out.append(BuildSecret(str(name), "env", source))
+        elif kind == "file":
+            path = (root / os.path.expanduser(source)).resolve()
+            out.append(BuildSecret(str(name), "file", str(path)))
+        else:
+            raise ConfigError(
+                f'{where}.{name}: unknown source {kind!r}; write env = "VARIABLE" or file = "PATH"'
+            )
+    return tuple(out)
