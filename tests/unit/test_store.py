@@ -248,3 +248,28 @@ def test_the_probe_never_writes_through_a_planted_link(tmp_path: Path) -> None:
     (tmp / f".probe-{os.getpid()}").symlink_to(victim)  # where the old probe wrote
     DirectoryStore(tmp_path / "store").ensure()
     assert victim.read_text() == "precious"
+
+
+def test_repair_leaves_another_writers_temp_files_alone(tmp_path: Path) -> None:
+    """A parallel CI job's atomic write in progress is a hidden temp file in meta/: not a stray."""
+    store = DirectoryStore(tmp_path)
+    put(store, KEY_A, b"payload")
+    in_flight = store.base / "meta" / f".{KEY_B.removeprefix('sha256:')}.json.abc123.tmp"
+    in_flight.write_text("{half a rec")
+    assert store.problems() == []
+    store.prune(keep=5)
+    assert in_flight.exists()
+    old = time.time() - 2 * 24 * 3600  # a day-old one is a leftover of a killed writer
+    os.utime(in_flight, (old, old))
+    assert [p.name for p, _ in store.problems()] == [in_flight.name]
+
+
+def test_repair_skips_a_record_whose_writer_holds_its_lock(tmp_path: Path) -> None:
+    store = DirectoryStore(tmp_path)
+    put(store, KEY_A, b"payload")
+    store.meta_path(KEY_A).write_text("{}")
+    with store.lock(KEY_A):
+        store.repair()
+        assert store.meta_path(KEY_A).exists()
+    store.repair()
+    assert not store.meta_path(KEY_A).exists()

@@ -315,10 +315,10 @@ class DirectoryStore:
         that do not check (:meth:`Entry.from_record`). Every reader skips them; :meth:`repair` removes
         them."""
         found: list[tuple[Path, str]] = []
-        for path in sorted(self._dir("objects").glob("*")) if self._dir("objects").is_dir() else []:
+        for path in self._listed("objects"):
             if not (path.name.endswith(".tar.zst") and HEX.fullmatch(path.name.split(".")[0])):
                 found.append((path, "not an archive of this store (a stray file)"))
-        for path in sorted(self._dir("meta").glob("*")) if self._dir("meta").is_dir() else []:
+        for path in self._listed("meta"):
             if not (path.suffix == ".json" and HEX.fullmatch(path.stem)):
                 found.append((path, "not a record of this store (a stray file)"))
                 continue
@@ -328,12 +328,34 @@ class DirectoryStore:
                 found.append((path, f"a record that does not check: {exc}"))
         return found
 
+    def _listed(self, name: str) -> list[Path]:
+        """The files of ``objects/`` or ``meta/``, less another process's work in progress: a hidden
+        file (the atomic writer's ``.<name>.<random>.tmp``) is left alone until it is a day old."""
+        folder = self._dir(name)
+        if not folder.is_dir():
+            return []
+        now = time.time()
+        out = []
+        for path in sorted(folder.iterdir()):
+            if path.name.startswith("."):
+                with contextlib.suppress(OSError):
+                    if now - path.lstat().st_mtime <= STALE_SECONDS:
+                        continue
+            out.append(path)
+        return out
+
     def repair(self) -> list[tuple[Path, str]]:
         """Remove what :meth:`problems` reports, with the archive of each bad record."""
         found = self.problems()
         for path, _ in found:
             if path.parent.name == "meta" and HEX.fullmatch(path.stem):
-                self.remove("sha256:" + path.stem)  # the record first, then its archive
+                held = self._try_lock("sha256:" + path.stem)
+                if held is None:
+                    continue  # its writer is at work: the record may be what it is about to replace
+                try:
+                    self.remove("sha256:" + path.stem)  # the record first, then its archive
+                finally:
+                    held.close()
             else:
                 with contextlib.suppress(OSError):
                     if path.is_dir() and not path.is_symlink():
