@@ -242,3 +242,45 @@ def test_a_warm_hit_of_a_compose_project_starts_no_process(
     assert "daemon" in out
     assert not (tmp_path / "asked").exists()
     assert _forbidden(modules, NOT_ON_A_WARM_HIT) == []
+
+
+@pytest.fixture
+def nested(project: Path) -> Path:
+    """`compose.yaml` includes `infra/api.yaml`, whose own paths are relative to `infra/`: it includes
+    `build.yaml`, extends `base.yaml` and reads `api.env`, all three in `infra/` (none in the project)."""
+    (project / "compose.yaml").write_text("include:\n  - infra/api.yaml\n")
+    infra = project / "infra"
+    infra.mkdir()
+    (infra / "api.yaml").write_text(
+        "include:\n  - build.yaml\n"
+        "services:\n  api:\n    env_file: [api.env]\n"
+        "    extends:\n      file: base.yaml\n      service: base\n"
+    )
+    (infra / "build.yaml").write_text("services:\n  worker:\n    build: {context: ., args: {MODE: a}}\n")
+    (infra / "base.yaml").write_text("services:\n  base:\n    image: python:3.11-slim\n")
+    (infra / "api.env").write_text("API_MODE=a\n")
+    return project
+
+
+NESTED = {
+    "a file an included file includes": ("build.yaml", "services: {worker: {build: {args: {MODE: b}}}}\n"),
+    "a file an included file extends": ("base.yaml", "services:\n  base:\n    image: python:3.12-slim\n"),
+    "an env_file of an included file": ("api.env", "API_MODE=b\n"),
+    "the .env next to an included file": (".env", "MODE=b\n"),
+}
+
+
+@pytest.mark.parametrize("change", list(NESTED), ids=list(NESTED))
+def test_paths_are_resolved_from_the_file_that_names_them(
+    nested: Path, tmp_path: Path, environ: dict[str, str], change: str
+) -> None:
+    resolve = Resolve(nested, tmp_path / "cache", environ)
+    resolve()
+    resolve()
+    assert resolve.asked == 1
+    name, text = NESTED[change]
+    (nested / "infra" / name).write_text(text)
+    resolve()
+    assert resolve.asked == 2, f"{change} did not make a miss"
+    resolve()
+    assert resolve.asked == 2

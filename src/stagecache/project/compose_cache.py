@@ -7,8 +7,9 @@ reads, so it is kept in the user's cache directory (``compose/`` under
 - the compose files compose finds (:func:`~stagecache.project.compose.discover`), by content;
 - the dotenv files (``.env``, ``--env-file``, ``COMPOSE_ENV_FILES``), by content;
 - every other file the files may name (``env_file:``, ``extends: file:``, ``include:``, ``label_file``):
-  each word of the files that looks like a path and is a regular file next to a compose file or in the
-  project, by content (by size, mtime and inode above 1 MiB), and the files those name in turn;
+  each word of the files that looks like a path and is a regular file relative to the file that holds
+  the word (as compose resolves it), next to a top-level compose file or in the project, by content (by
+  size, mtime and inode above 1 MiB), and the files those name in turn (with the ``.env`` next to each);
 - the environment: every ``COMPOSE_*`` and ``DOCKER_*`` variable, and each variable named by a word of
   any of those files (``${VAR}``, ``$VAR``, a bare ``environment:`` entry, a build arg without a value),
   set or not;
@@ -123,26 +124,31 @@ def cache_key(found: ComposeFiles, root: Path, environ: Mapping[str, str]) -> st
     """The digest of everything ``docker compose config`` reads for ``found``; None: do not cache (a
     remote ``include:``)."""
     texts: dict[str, bytes] = {}
+    folders: dict[str, Path] = {}  # each scanned text's own directory: compose resolves its paths there
     files = []
     for path in (*found.files, *found.env_files):
         content = _content(path)
         files.append([str(path), _digest(content)])
         if content is not None:
             texts[str(path)] = content
+            folders[str(path)] = path.parent
     if any(_remote_include(texts[str(f)]) for f in found.files if str(f) in texts):
         return None
     bases = list(dict.fromkeys([found.directory, root, *(f.parent for f in found.files)]))
     names: set[str] = set()
     referenced: dict[str, str | None] = {}
-    todo = list(texts.values())
+    todo = [(folders[name], content) for name, content in texts.items()]
     scanned = 0
     while todo:
-        text = todo.pop().decode("utf-8", "replace")
+        folder, raw = todo.pop()
+        text = raw.decode("utf-8", "replace")
         words = _NAME.findall(text)
         names.update(words)
         candidates = set(_PATHISH.findall(text))
         candidates.update(v for n in words if (v := environ.get(n)) and ("/" in v or "." in v))
-        for name, content, digest in _existing(candidates, bases):
+        candidates.add(".env")  # an included file's project reads the .env of its own directory
+        own = [folder, *(b for b in bases if b != folder)]
+        for name, content, digest in _existing(candidates, own):
             if name in referenced or name in texts:
                 continue
             referenced[name] = digest
@@ -152,7 +158,7 @@ def cache_key(found: ComposeFiles, root: Path, environ: Mapping[str, str]) -> st
             if name.endswith((".yml", ".yaml")):  # `include:`, `extends: file:`: compose files in turn
                 if _remote_include(content):
                     return None
-                todo.append(content)
+                todo.append((Path(name).parent, content))
             else:  # an env file's values may name variables too
                 names.update(_NAME.findall(content.decode("utf-8", "replace")))
     names.update(n for n in environ if n.startswith(("COMPOSE_", "DOCKER_")))
