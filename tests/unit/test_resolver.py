@@ -323,9 +323,15 @@ def test_buildkit_is_never_given_the_key_tag(
 Manifest = list[dict[str, Any]]
 
 
-def _forge(store: DirectoryStore, key: str, edit: Callable[[Manifest], Manifest]) -> None:
-    """Rewrite an entry's archive (its manifest.json through ``edit``) and its record to match: what
-    whoever can write the store can do."""
+def _forge(
+    store: DirectoryStore,
+    key: str,
+    edit: Callable[[Manifest], Any],
+    name: str = "manifest.json",
+    link: bool = False,
+) -> None:
+    """Rewrite an entry's archive (its manifest.json through ``edit``, stored as ``name``, or as a symlink
+    with ``link``) and its record to match: what whoever can write the store can do."""
     import hashlib
     import io
     import json
@@ -345,6 +351,9 @@ def _forge(store: DirectoryStore, key: str, edit: Callable[[Manifest], Manifest]
             if member.name == "manifest.json":
                 data = json.dumps(edit(json.loads(data))).encode()
                 member.size = len(data)
+                member.name = name
+                if link:
+                    member.type, member.linkname, member.size, data = tarfile.SYMTYPE, "other.json", 0, b""
             dst.addfile(member, io.BytesIO(data))
     packed = zstandard.ZstdCompressor().compress(out.getvalue())
     path.write_bytes(packed)
@@ -398,3 +407,55 @@ def test_from_scratch_the_image_store_kind_is_in_the_key(engine: FakeEngine, pro
     (project / "Dockerfile").write_text("FROM python:3.11-slim AS dev\nCOPY app.py /app/\n")
     _, based = resolver(engine, None).key(target_in(project))
     assert "image_store" not in based.public  # the base image's ID says it already: no /info asked
+
+
+def test_a_record_naming_another_image_in_the_daemon_is_no_hit(
+    engine: FakeEngine, store: DirectoryStore, project: Path
+) -> None:
+    """The record names the base image's ID (in every daemon): the image the key tag would get is not
+    the key's (no key label), so the entry goes and the target is built."""
+    import json
+
+    from stagecache.store.files import atomic_write
+
+    saved = resolver(engine, store).resolve(target_in(project))
+    engine.remove_image(saved.image)
+    base = engine.image_inspect(FakeEngine.BASE)
+    assert base is not None
+    record = json.loads(store.meta_path(saved.key).read_text())
+    atomic_write(store.meta_path(saved.key), json.dumps({**record, "image_id": base.id}).encode())
+    report = Recorder()
+    again = resolver(engine, store, report).resolve(target_in(project))
+    assert again.outcome == "built"
+    assert again.image_id != base.id
+    assert any("did not hold" in w for w in report.warnings), report.warnings
+
+
+@pytest.mark.parametrize(
+    ("how", "said"),
+    [
+        (
+            {"name": "./manifest.json", "edit": lambda m: [*m, {**m[0], "RepoTags": ["python:3.11-slim"]}]},
+            "lists 2",
+        ),
+        ({"edit": lambda m: ["x"]}, "does not describe an image"),
+        ({"edit": lambda m: {"not": "a list"}}, "lists no images"),
+        ({"link": True, "edit": lambda m: m}, "not one regular file"),
+    ],
+)
+def test_a_forged_archive_is_a_clean_miss(
+    engine: FakeEngine, store: DirectoryStore, project: Path, how: dict[str, Any], said: str
+) -> None:
+    saved = resolver(engine, store).resolve(target_in(project))
+    engine.remove_image(saved.image)
+    base = engine.image_inspect(FakeEngine.BASE)
+    _forge(store, saved.key, **how)
+    report = Recorder()
+    again = resolver(engine, store, report).resolve(target_in(project))
+    assert again.outcome == "built"
+    assert any(said in w for w in report.warnings), report.warnings
+    assert store.get(saved.key) is None or again.stored  # the forged entry went (and a new one came)
+    after = engine.image_inspect(FakeEngine.BASE)
+    assert after is not None
+    assert base is not None
+    assert after.id == base.id

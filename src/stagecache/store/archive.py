@@ -17,6 +17,7 @@ from __future__ import annotations
 import copy
 import io
 import json
+import posixpath
 import tarfile
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
@@ -159,18 +160,30 @@ def unnamed(chunks: Iterable[bytes], depth: int = 8) -> Iterator[bytes]:
     """
 
     def copy_without_names(put: Callable[[bytes], None]) -> None:
-        source = tarfile.open(fileobj=_ChunkReader(chunks), mode="r|")  # noqa: SIM115
-        with source, tarfile.open(fileobj=_Sink(put), mode="w|", format=tarfile.PAX_FORMAT) as target:
-            for member in source:
-                if member.name == "repositories":
-                    continue
-                if member.name in NAMED:
-                    handle = source.extractfile(member)
-                    data = handle.read() if handle is not None else b""
-                    _check_one_image(member.name, data)
-                    _add_bytes(target, member, _without_names(member.name, data))
-                else:
-                    target.addfile(member, source.extractfile(member) if member.isfile() else None)
+        seen: set[str] = set()
+        try:
+            source = tarfile.open(fileobj=_ChunkReader(chunks), mode="r|")  # noqa: SIM115
+            with source, tarfile.open(fileobj=_Sink(put), mode="w|", format=tarfile.PAX_FORMAT) as target:
+                for member in source:
+                    # docker load and containerd read ./manifest.json as manifest.json: so does this
+                    name = posixpath.normpath(member.name.lstrip("/"))
+                    if name == "repositories":
+                        continue
+                    if name in NAMED:
+                        if name in seen or not member.isfile():
+                            raise ForeignArchive(f"its {name} is not one regular file")
+                        seen.add(name)
+                        handle = source.extractfile(member)
+                        data = handle.read() if handle is not None else b""
+                        _check_one_image(name, data)
+                        member.name = name
+                        _add_bytes(target, member, _without_names(name, data))
+                    else:
+                        target.addfile(member, source.extractfile(member) if member.isfile() else None)
+                if "manifest.json" not in seen:
+                    raise ForeignArchive("it has no manifest.json")
+        except (tarfile.TarError, ValueError, TypeError, KeyError, AttributeError) as exc:
+            raise ForeignArchive(f"it is not a docker save archive ({exc})") from None
 
     return threaded(copy_without_names, "stagecache-unnamed", depth)
 
@@ -184,3 +197,5 @@ def _check_one_image(name: str, data: bytes) -> None:
     if not isinstance(images, list) or len(images) != 1:
         count = len(images) if isinstance(images, list) else "no"
         raise ForeignArchive(f"its {name} lists {count} images, not the one its record names")
+    if not isinstance(images[0], dict):
+        raise ForeignArchive(f"its {name} does not describe an image")

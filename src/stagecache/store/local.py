@@ -11,6 +11,7 @@ from ..engine.base import Engine
 from ..errors import CommandError, StoreError
 from ..key.digest import canonical
 from ..progress import Reporter
+from ..refs import KEY_LABEL
 from .directory import CorruptEntry, DirectoryStore
 from .tiers import Found, Publish
 
@@ -44,7 +45,7 @@ class DirectoryTier:
 
         try:
             with self.store.open_archive(entry) as chunks:
-                self.engine.load(archive.unnamed(self._counted(chunks, "load", entry.image_bytes)))
+                loaded = self.engine.load(archive.unnamed(self._counted(chunks, "load", entry.image_bytes)))
         except CorruptEntry as exc:
             self.reporter.warn(f"{target}: {exc}; rebuilding")
             return None
@@ -60,7 +61,16 @@ class DirectoryTier:
         # Archives carry no names (archive.py): the image is found by the ID its record gives, then
         # tagged with the name this checkout asks for, whatever repository the entry was saved from.
         info = self.engine.image_inspect(entry.image_id)
-        if info is None or info.id != entry.image_id:
+        said = _loaded_id(loaded)
+        # The record names the image; the image must also be the key's (its label, set by the build)
+        # and what this load brought (when docker load says): a record naming another image in the
+        # daemon, a base image say, is no hit.
+        if (
+            info is None
+            or info.id != entry.image_id
+            or info.labels.get(KEY_LABEL) != key
+            or (said is not None and said != entry.image_id)
+        ):
             # An archive from before names were stripped may have tagged what it holds with the key's
             # tag (the daemon tier had missed it): untag it, or the next look would take it for the key's.
             self.engine.remove_image(ref)
@@ -114,3 +124,11 @@ class DirectoryTier:
             self.reporter.transfer(label, done, total)
             yield chunk
         self.reporter.transfer(label, total or done, total or done)
+
+
+def _loaded_id(output: str) -> str | None:
+    """The image ID ``docker load`` reports for an image without names (``Loaded image ID: sha256:…``)."""
+    for line in output.splitlines():
+        if line.startswith("Loaded image ID: "):
+            return line.removeprefix("Loaded image ID: ").strip()
+    return None
