@@ -841,3 +841,78 @@ def test_nothing_to_go_by_says_how_to_say_it(tmp_path: Path) -> None:
     ):
         dev_only_packages([tmp_path])
     assert dev_only_packages([tmp_path], ["pytest"]).source == "[tool.stagecache] dev-packages"
+
+
+MALFORMED = {
+    "an extras array": (
+        "pyproject.toml",
+        '[project]\nname = "x"\nversion = "1"\noptional-dependencies = ["pytest"]\n',
+        "[project.optional-dependencies] must be a table, not an array",
+    ),
+    "tool = 1": ("pyproject.toml", "tool = 1\n", "[tool] must be a table, not an integer"),
+    "a poetry group that is a string": (
+        "pyproject.toml",
+        '[tool.poetry]\ngroup = { dev = "pytest" }\n',
+        "[tool.poetry.group] dev must be a table, not a string",
+    ),
+    "a string of dependencies": (
+        "pyproject.toml",
+        '[project]\ndependencies = "fastapi"\n[dependency-groups]\ndev = ["pytest"]\n',
+        "[project] dependencies must be an array, not a string",
+    ),
+    "a uv package without a name": (
+        "uv.lock",
+        'version = 1\n[[package]]\nname = "a"\nversion = "1"\n[[package]]\nversion = "2"\n',
+        "[[package]] number 2 has no name",
+    ),
+    "a poetry package without a name": (
+        "poetry.lock",
+        '[[package]]\nversion = "1"\ngroups = ["main"]\n',
+        "[[package]] number 1 has no name",
+    ),
+    "a pdm package whose name is a number": (
+        "pdm.lock",
+        '[[package]]\nname = 1\nversion = "1"\n',
+        "[[package]] number 1: name must be a string",
+    ),
+    "package as a table": ("uv.lock", '[package]\nname = "a"\n', "package must be an array, not a table"),
+    "a uv package's dev groups as an array": (
+        "uv.lock",
+        '[[package]]\nname = "a"\nsource = { editable = "." }\ndev-dependencies = ["pytest"]\n',
+        "package a dev-dependencies must be a table, not an array",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(MALFORMED), ids=list(MALFORMED))
+def test_a_malformed_file_is_one_line_naming_it(tmp_path: Path, case: str) -> None:
+    name, text, what = MALFORMED[case]
+    (tmp_path / name).write_text(text)
+    with pytest.raises(ConfigError) as caught:
+        dev_only_packages([tmp_path], (), PY311)
+    assert str(caught.value) == f"{tmp_path / name}: {what}"
+
+
+def test_tool_that_is_not_a_table_is_a_config_error(tmp_path: Path) -> None:
+    from stagecache.project.pyproject import read_tool_table
+
+    (tmp_path / "pyproject.toml").write_text("tool = 1\n")
+    with pytest.raises(ConfigError, match=r"pyproject.toml: \[tool\] must be a table$"):
+        read_tool_table(tmp_path)
+
+
+def test_check_prod_on_a_malformed_lock_exits_2_with_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tests.unit.test_cli_json import DOCKERFILE, PYPROJECT, Engine, run
+
+    root = project(tmp_path / "svc", Dockerfile=DOCKERFILE, pyproject=PYPROJECT)
+    (root / "app.py").write_text("print(1)\n")
+    (root / "uv.lock").write_text('[[package]]\nversion = "1"\n')
+    monkeypatch.setenv("STAGECACHE_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("STAGECACHE_STORE", str(tmp_path / "store"))
+    code, _ = run(Engine(), root, "check-prod", "-f", "Dockerfile")
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "Traceback" not in err
+    assert err.splitlines()[-1] == f"stagecache: error: {root / 'uv.lock'}: [[package]] number 1 has no name"

@@ -19,6 +19,9 @@ A dev-only package is one reachable only from dev groups, never from the main de
 Requirements are parsed with ``packaging`` as pip parses them; names compare canonicalised. Markers
 are evaluated against the prod image's Python (``env``) on the main side only: a main edge that does
 not apply there does not make a package main; a dev edge counts whatever its marker.
+
+A table, array or ``[[package]]`` entry of the wrong shape is a :class:`ConfigError` naming the file and
+the entry (never a traceback).
 """
 
 from __future__ import annotations
@@ -32,6 +35,70 @@ from ..project.pyproject import read_toml
 from .graph import DEV_EXTRAS, MAIN_NAMES, DevPackages, Edge, Env, Graph, canon, edges_of, marker_holds
 from .requirements import from_requirements
 
+PYPROJECT = "pyproject.toml"
+
+
+class Malformed(ConfigError):
+    """An entry of ``file`` (a name relative to the project) of the wrong shape; ``from_directory`` says
+    it again with the file's path."""
+
+    def __init__(self, file: str, what: str) -> None:
+        self.file, self.what = file, what
+        super().__init__(f"{file}: {what}")
+
+
+def _kind(value: object) -> str:
+    """A value's TOML type, as a message names it."""
+    for kind, name in ((bool, "a boolean"), (int, "an integer"), (float, "a float"), (str, "a string"),
+                       (list, "an array"), (Mapping, "a table")):  # fmt: skip
+        if isinstance(value, kind):
+            return name
+    return "a date or time"
+
+
+def _table(parent: Mapping[str, Any], key: str, file: str, where: str) -> Mapping[str, Any]:
+    """``parent[key]``, a table (empty if absent)."""
+    value = parent.get(key, {})
+    if not isinstance(value, Mapping):
+        raise Malformed(file, f"{where} must be a table, not {_kind(value)}")
+    return value
+
+
+def _array(parent: Mapping[str, Any], key: str, file: str, where: str) -> list[Any]:
+    """``parent[key]``, an array (empty if absent)."""
+    value = parent.get(key, [])
+    if not isinstance(value, list):
+        raise Malformed(file, f"{where} must be an array, not {_kind(value)}")
+    return value
+
+
+def _tables(parent: Mapping[str, Any], key: str, file: str, where: str) -> Mapping[str, Any]:
+    """``parent[key]``, a table whose every value is a table."""
+    table = _table(parent, key, file, where)
+    for name, value in table.items():
+        if not isinstance(value, Mapping):
+            raise Malformed(file, f"{where} {name} must be a table, not {_kind(value)}")
+    return table
+
+
+def _arrays(parent: Mapping[str, Any], key: str, file: str, where: str) -> dict[str, list[Any]]:
+    """``parent[key]``, a table whose every value is an array."""
+    table = _table(parent, key, file, where)
+    return {str(name): _array(table, name, file, f"{where} {name}") for name in table}
+
+
+def _packages(lock: Mapping[str, Any], file: str) -> list[Mapping[str, Any]]:
+    """A lock's ``[[package]]`` entries, each a table with a string ``name``."""
+    packages = _array(lock, "package", file, "package")
+    for number, p in enumerate(packages, 1):
+        if not isinstance(p, Mapping):
+            raise Malformed(file, f"[[package]] number {number} must be a table, not {_kind(p)}")
+        if "name" not in p:
+            raise Malformed(file, f"[[package]] number {number} has no name")
+        if not isinstance(p["name"], str):
+            raise Malformed(file, f"[[package]] number {number}: name must be a string")
+    return packages
+
 
 class Declared(NamedTuple):
     """What a pyproject declares: main and dev roots, and which tables said so."""
@@ -41,18 +108,21 @@ class Declared(NamedTuple):
     tables: list[str]
 
 
-def _poetry_edges(table: Mapping[str, Any], *, with_optional: bool = True) -> list[Edge]:
-    """A Poetry dependency table: ``name = "^1"``, ``name = {version, extras, markers, optional}``, or a
-    list of such tables (multiple constraints). ``python`` is the interpreter, not a package."""
+def _poetry_edges(
+    parent: Mapping[str, Any], key: str, file: str, where: str, *, with_optional: bool = True
+) -> list[Edge]:
+    """A Poetry dependency table ``parent[key]``: ``name = "^1"``, ``name = {version, extras, markers,
+    optional}``, or a list of such tables (multiple constraints). ``python`` is the interpreter."""
     out = []
-    for name, spec in table.items():
+    for name, spec in _table(parent, key, file, where).items():
         if name == "python":
             continue
         for one in spec if isinstance(spec, list) else [spec]:
             if isinstance(one, Mapping):
                 if one.get("optional") and not with_optional:
                     continue
-                extras = frozenset(canon(str(x)) for x in one.get("extras", []))
+                asked = _array(one, "extras", file, f"{where} {name} extras")
+                extras = frozenset(canon(str(x)) for x in asked)
                 marker = one.get("markers") or one.get("marker")
                 out.append(Edge(canon(name), extras, str(marker) if marker else None))
             else:
@@ -63,7 +133,7 @@ def _poetry_edges(table: Mapping[str, Any], *, with_optional: bool = True) -> li
 def _dependency_groups(groups: Mapping[str, Any], name: str, seen: tuple[str, ...] = ()) -> list[object]:
     """A PEP 735 group's requirement strings, its ``{include-group = …}`` entries expanded."""
     out: list[object] = []
-    for item in groups.get(name, []):
+    for item in _array(groups, name, PYPROJECT, f"[dependency-groups] {name}"):
         if isinstance(item, Mapping) and "include-group" in item:
             included = str(item["include-group"])
             if included not in seen:
@@ -82,45 +152,52 @@ def declared(data: Mapping[str, Any]) -> Declared:
     def side(name: str) -> list[Edge]:
         return main if canon(name) in MAIN_NAMES else dev
 
-    project = data.get("project", {})
-    main.extend(edges_of(project.get("dependencies", [])))
-    for extra, reqs in project.get("optional-dependencies", {}).items():
+    file = PYPROJECT
+    project = _table(data, "project", file, "[project]")
+    main.extend(edges_of(_array(project, "dependencies", file, "[project] dependencies")))
+    optional = _arrays(project, "optional-dependencies", file, "[project.optional-dependencies]")
+    for extra, reqs in optional.items():
         is_dev = canon(extra) in DEV_EXTRAS
         (dev if is_dev else main).extend(edges_of(reqs))
         if is_dev:
             tables.append(f"[project.optional-dependencies] {extra}")
-    groups = data.get("dependency-groups", {})
+    groups = _table(data, "dependency-groups", file, "[dependency-groups]")
     for group in groups:
         side(group).extend(edges_of(_dependency_groups(groups, group)))
     if groups:
         tables.append("[dependency-groups]")
-    tool = data.get("tool", {})
-    poetry = tool.get("poetry", {})
-    main.extend(_poetry_edges(poetry.get("dependencies", {})))
+    tool = _table(data, "tool", file, "[tool]")
+    poetry = _table(tool, "poetry", file, "[tool.poetry]")
+    main.extend(_poetry_edges(poetry, "dependencies", file, "[tool.poetry.dependencies]"))
     if poetry.get("dev-dependencies"):
-        dev.extend(_poetry_edges(poetry["dev-dependencies"]))
+        dev.extend(_poetry_edges(poetry, "dev-dependencies", file, "[tool.poetry.dev-dependencies]"))
         tables.append("[tool.poetry.dev-dependencies]")
-    for group, conf in poetry.get("group", {}).items():
-        side(group).extend(_poetry_edges(conf.get("dependencies", {})))
+    for group, conf in _tables(poetry, "group", file, "[tool.poetry.group]").items():
+        where = f"[tool.poetry.group.{group}.dependencies]"
+        side(group).extend(_poetry_edges(conf, "dependencies", file, where))
         tables.append(f"[tool.poetry.group.{group}]")
-    for group, reqs in tool.get("pdm", {}).get("dev-dependencies", {}).items():
+    pdm = _table(tool, "pdm", file, "[tool.pdm]")
+    for group, reqs in _arrays(pdm, "dev-dependencies", file, "[tool.pdm.dev-dependencies]").items():
         side(group).extend(edges_of(reqs))
         tables.append(f"[tool.pdm.dev-dependencies] {group}")
-    if tool.get("uv", {}).get("dev-dependencies"):
-        dev.extend(edges_of(tool["uv"]["dev-dependencies"]))
+    uv = _table(tool, "uv", file, "[tool.uv]")
+    uv_dev = _array(uv, "dev-dependencies", file, "[tool.uv] dev-dependencies")
+    if uv_dev:
+        dev.extend(edges_of(uv_dev))
         tables.append("[tool.uv] dev-dependencies")
     return Declared(main, dev, tables)
 
 
 # --- lock files -----------------------------------------------------------------------------------------
 def from_poetry_lock(lock: Mapping[str, Any], pyproject: Mapping[str, Any], env: Env) -> DevPackages:
-    packages = lock.get("package", [])
+    packages = _packages(lock, "poetry.lock")
     graph = _poetry_graph(packages)
     if any("groups" in p for p in packages):  # Poetry 2: each package records the groups that need it
         names = set()
         for p in packages:
             markers = p.get("markers")
-            main_groups = [g for g in p.get("groups", []) if canon(g) in MAIN_NAMES]
+            groups = _array(p, "groups", "poetry.lock", f"package {p['name']} groups")
+            main_groups = [g for g in groups if canon(str(g)) in MAIN_NAMES]
             if isinstance(markers, Mapping):  # per-group markers: a main group may not apply here
                 main_groups = [g for g in main_groups if marker_holds(markers.get(g), env)]
             if not main_groups:
@@ -141,19 +218,22 @@ def from_poetry_lock(lock: Mapping[str, Any], pyproject: Mapping[str, Any], env:
 def _poetry_graph(packages: Iterable[Mapping[str, Any]]) -> Graph:
     graph = Graph()
     for p in packages:
-        extras = {name: edges_of(reqs) for name, reqs in p.get("extras", {}).items()}
-        deps = _poetry_edges(p.get("dependencies", {}), with_optional=False)
+        where = f"package {p['name']}"
+        optional = _arrays(p, "extras", "poetry.lock", f"{where} extras")
+        extras = {name: edges_of(reqs) for name, reqs in optional.items()}
+        deps = _poetry_edges(p, "dependencies", "poetry.lock", f"{where} dependencies", with_optional=False)
         graph.add(p["name"], str(p.get("version", "")), deps, extras)
     return graph
 
 
-def _uv_edges(items: Iterable[Mapping[str, Any]]) -> list[Edge]:
-    return [
-        Edge(canon(d["name"]), frozenset(canon(x) for x in d.get("extra", [])),
-             d.get("marker"))
-        for d in items
-        if "name" in d
-    ]  # fmt: skip
+def _uv_edges(items: Iterable[object], where: str) -> list[Edge]:
+    """uv's ``{ name, extra, marker }`` dependency tables (what names no package is left out)."""
+    out = []
+    for d in items:
+        if isinstance(d, Mapping) and isinstance(d.get("name"), str):
+            extras = frozenset(canon(str(x)) for x in _array(d, "extra", "uv.lock", f"{where} extra"))
+            out.append(Edge(canon(d["name"]), extras, str(d["marker"]) if d.get("marker") else None))
+    return out
 
 
 def from_uv_lock(lock: Mapping[str, Any], env: Env) -> DevPackages:
@@ -163,41 +243,50 @@ def from_uv_lock(lock: Mapping[str, Any], env: Env) -> DevPackages:
     graph = Graph()
     main: list[Edge] = []
     dev: list[Edge] = []
-    members = {canon(m) for m in lock.get("manifest", {}).get("members", [])}
-    for p in lock.get("package", []):
-        deps = _uv_edges(p.get("dependencies", []))
-        extras = {k: _uv_edges(v) for k, v in p.get("optional-dependencies", {}).items()}
+    file = "uv.lock"
+    manifest = _table(lock, "manifest", file, "[manifest]")
+    members = {canon(str(m)) for m in _array(manifest, "members", file, "[manifest] members")}
+    for p in _packages(lock, file):
+        where = f"package {p['name']}"
+        deps = _uv_edges(_array(p, "dependencies", file, f"{where} dependencies"), f"{where} dependencies")
+        optional = _arrays(p, "optional-dependencies", file, f"{where} optional-dependencies")
+        extras = {k: _uv_edges(v, f"{where} optional-dependencies {k}") for k, v in optional.items()}
         graph.add(p["name"], str(p.get("version", "")), deps, extras)
-        source = p.get("source", {})
+        source = _table(p, "source", file, f"{where} source")
         if canon(p["name"]) in members or "editable" in source or "virtual" in source:
             main.append(Edge(canon(p["name"])))
             for extra, edges in extras.items():
                 (dev if canon(extra) in DEV_EXTRAS else main).extend(edges)
-            for group, edges in p.get("dev-dependencies", {}).items():
-                (main if canon(group) in MAIN_NAMES else dev).extend(_uv_edges(edges))
+            for group, items in _arrays(p, "dev-dependencies", file, f"{where} dev-dependencies").items():
+                (main if canon(group) in MAIN_NAMES else dev).extend(_uv_edges(items, f"{where} {group}"))
     main_names = graph.reach(main, env)
     names = graph.reach(dev) - main_names
     return DevPackages(names, "uv.lock (reached only from dev groups)", _versions(graph, names))
 
 
 def from_pdm_lock(lock: Mapping[str, Any], pyproject: Mapping[str, Any], env: Env) -> DevPackages:
-    packages = lock.get("package", [])
+    file = "pdm.lock"
+    packages = _packages(lock, file)
     graph = Graph()
     for p in packages:
-        deps = edges_of(p.get("dependencies", []))
-        extras = p.get("extras", [])
+        deps = edges_of(_array(p, "dependencies", file, f"package {p['name']} dependencies"))
+        extras = _array(p, "extras", file, f"package {p['name']} extras")
         if extras:  # an entry per extras set: "name[extra]" depends on these beside "name" itself
-            graph.add(p["name"], "", [], {x: deps for x in extras})
+            graph.add(p["name"], "", [], {str(x): deps for x in extras})
         else:
             graph.add(p["name"], str(p.get("version", "")), deps, {})
     if packages and all("groups" in p for p in packages):  # PDM >= 2.11 (inherit_metadata)
-        names = {canon(p["name"]) for p in packages if not {canon(g) for g in p["groups"]} & MAIN_NAMES}
+        names = {canon(p["name"]) for p in packages if not _groups(p, file) & MAIN_NAMES}
         source = "pdm.lock (each package's groups)"
     else:
         decl = declared(pyproject)
         names = graph.reach(decl.dev) - graph.reach(decl.main, env)
         source = "pdm.lock's dependency graph from pyproject.toml's groups"
     return DevPackages(names, source, _versions(graph, names))
+
+
+def _groups(package: Mapping[str, Any], file: str) -> set[str]:
+    return {canon(str(g)) for g in _array(package, "groups", file, f"package {package['name']} groups")}
 
 
 def _versions(graph: Graph, names: Iterable[str]) -> dict[str, str]:
@@ -228,6 +317,14 @@ def dev_only_packages(roots: Sequence[Path], extra: Iterable[str] = (), env: Env
 
 
 def from_directory(root: Path, env: Env) -> DevPackages | None:
+    """The dev-only packages of ``root``, or None when it holds nothing to go by."""
+    try:
+        return _from_directory(root, env)
+    except Malformed as exc:
+        raise ConfigError(f"{root / exc.file}: {exc.what}") from None
+
+
+def _from_directory(root: Path, env: Env) -> DevPackages | None:
     pyproject_path = root / "pyproject.toml"
     pyproject = read_toml(pyproject_path) if pyproject_path.is_file() else {}
     for lock_name in ("poetry.lock", "uv.lock", "pdm.lock"):

@@ -51,7 +51,10 @@ def read_tool_table(root: Path) -> dict[str, Any]:
     if not path.is_file():
         return {}
     data = read_toml(path)
-    table = data.get("tool", {}).get("stagecache", {})
+    tool = data.get("tool", {})
+    if not isinstance(tool, dict):
+        raise ConfigError(f"{path}: [tool] must be a table")
+    table = tool.get("stagecache", {})
     if not isinstance(table, dict):
         raise ConfigError(f"{path}: [tool.stagecache] must be a table")
     for key, value in table.items():
