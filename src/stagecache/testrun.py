@@ -2,7 +2,8 @@
 
 With a compose file: the test service's images come through the cache (compose never builds them),
 and the run gets a compose project of its own (:mod:`.testenv`): fresh volumes, fresh networks, no
-published ports, no bind mount into a build context. Its dependencies start and are waited on until
+published ports, no bind mount of a build context into a built service, nothing of the user's mounted
+writable (a host directory becomes a fresh volume). Its dependencies start and are waited on until
 healthy (what fails is said with compose's or the engine's words and the service's last log lines),
 the tests run in a one-off container of the test service, JUnit XML comes out into a host directory,
 and ``compose down --volumes`` on the run's own project removes what the run created, after a pass, a
