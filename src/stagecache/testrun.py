@@ -38,6 +38,7 @@ from .testenv import RUN_LABEL, Isolation, compose_project, dependencies, isolat
 from .testwait import Deadline, Dependencies, ServicesNotReady, terminate_as_interrupt, uninterrupted
 
 DEFAULT_TIMEOUT = 3600.0  # seconds: a run that never finishes ends after an hour
+MAX_TIMEOUT = 7 * 86400.0  # seconds: the longest time limit a run takes (--timeout, test-timeout)
 TIMED_OUT = 124  # the exit code of a run ended by its time limit (as timeout(1) says it)
 _TIMED_OUT_LINE = (
     "the run took longer than its time limit, {:g}s (--timeout, [tool.stagecache] test-timeout); "

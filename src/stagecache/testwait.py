@@ -172,6 +172,8 @@ class Deadline:
     """A run's wall-clock limit: when it passes, ``expire`` runs (it stops the test container)."""
 
     def __init__(self, seconds: float) -> None:
+        if not 0 < seconds <= threading.TIMEOUT_MAX:  # the command line refuses these in its own words
+            raise ValueError(f"a time limit of {seconds}s cannot be enforced")
         self.seconds = seconds
         self.end = time.monotonic() + seconds
         self.passed = False

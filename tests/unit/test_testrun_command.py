@@ -176,6 +176,68 @@ def test_the_time_limit_comes_from_the_option_then_the_configuration_then_an_hou
         time_limit(None, {"test-timeout": "soon"}, root)
 
 
+TOO_LONG = "a time limit is more than 0 and at most 7d: write e.g. 900, 30m or 2h"
+
+
+@pytest.mark.parametrize("given", ["0", "0s", "0.0m", "8d", "2w", "9" * 400, "99999999999999w"])
+def test_a_time_limit_is_more_than_0_and_at_most_7_days(given: str) -> None:
+    from pathlib import Path
+
+    from stagecache.cli.commands.test import time_limit
+    from stagecache.errors import ConfigError
+
+    with pytest.raises(ConfigError) as refused:
+        time_limit(given, {}, Path("/project"))
+    assert str(refused.value) == f"--timeout {given!r}: {TOO_LONG}"
+    with pytest.raises(ConfigError) as refused:
+        time_limit(None, {"test-timeout": 0}, Path("/project"))
+    assert str(refused.value) == f"/project/pyproject.toml: [tool.stagecache] test-timeout '0': {TOO_LONG}"
+    assert time_limit("7d", {}, Path("/project")) == 7 * 86400
+    assert time_limit("0.5", {}, Path("/project")) == 0.5
+
+
+def test_the_time_to_wait_for_services_is_more_than_0() -> None:
+    from stagecache.cli.commands.test import wait_limit
+    from stagecache.errors import ConfigError
+
+    assert wait_limit(1) == 1
+    for given in (0, -5):
+        with pytest.raises(ConfigError, match=rf"^--wait-timeout {given}: "):
+            wait_limit(given)
+
+
+@pytest.mark.parametrize(
+    ("option", "line"),
+    [
+        (["--timeout", "0"], f"--timeout '0': {TOO_LONG}"),
+        (["--timeout", "9" * 400], f"--timeout '{'9' * 400}': {TOO_LONG}"),
+        (
+            ["--wait-timeout", "-5"],
+            "--wait-timeout -5: the seconds to wait for services are more than 0, e.g. 120",
+        ),
+    ],
+)
+def test_a_bad_limit_is_one_line_and_exit_2_before_the_engine_is_asked(
+    option: list[str], line: str, tmp_path: object, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    from stagecache.cli import main
+
+    monkeypatch.setenv("STAGECACHE_CACHE_DIR", str(tmp_path))
+    monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent")
+    assert main(["test", "api", *option, "--", "pytest"]) == 2
+    captured = capsys.readouterr()
+    assert captured.err == f"stagecache: error: {line}\n"
+
+
+def test_a_deadline_a_timer_cannot_wait_for_is_refused() -> None:
+    from stagecache.testwait import Deadline
+
+    for seconds in (0, -1, float("inf")):
+        with pytest.raises(ValueError, match="cannot be enforced"):
+            Deadline(seconds)
+
+
 def test_run_names_are_names_compose_takes() -> None:
     from stagecache.testrun import run_name
 

@@ -8,15 +8,19 @@ from collections.abc import Mapping
 from contextlib import nullcontext
 from pathlib import Path
 
+from ...errors import ConfigError
 from ...project import choose
 from ...project.values import parse_assignments, parse_duration
 from ...testpass import Skipped, TestRequest, run_tests
-from ...testrun import DEFAULT_TIMEOUT, HostNetwork, TestOutcome, TestRunner
+from ...testrun import DEFAULT_TIMEOUT, MAX_TIMEOUT, HostNetwork, TestOutcome, TestRunner
 from ..context import Context
 from ..render import children_to_stderr, dump_json
 
 
 def test(args: argparse.Namespace, ctx: Context) -> int:
+    wait_timeout = wait_limit(args.wait_timeout)  # a bad limit is said before the engine is asked
+    if args.timeout is not None:
+        time_limit(args.timeout, {}, Path())
     app = ctx.app()
     use_store = not args.no_store
     runner = TestRunner(docker=app.engine, resolver=app.resolver(use_store=use_store), reporter=ctx.reporter)
@@ -24,7 +28,7 @@ def test(args: argparse.Namespace, ctx: Context) -> int:
     request = TestRequest(
         extra_args=args.extra,
         results=Path(args.results).resolve() if args.results else None,
-        wait_timeout=args.wait_timeout,
+        wait_timeout=wait_timeout,
         timeout=time_limit(args.timeout, app.settings.tool, app.settings.root),
         keep_mounts=args.keep_mounts,
         env=parse_assignments(args.env or [], "-e"),
@@ -70,13 +74,27 @@ def outcome_json(outcome: TestOutcome | Skipped) -> dict[str, object]:
 
 
 def time_limit(given: str | None, tool: Mapping[str, object], root: Path) -> float:
-    """``--timeout``, else ``[tool.stagecache] test-timeout``, else an hour: seconds, or 30m, 2h."""
+    """``--timeout``, else ``[tool.stagecache] test-timeout``, else an hour: seconds, or 30m, 2h; more
+    than 0 and at most 7 days (a longer one is no limit, and more than a timer can wait)."""
     if given is not None:
-        return parse_duration(given, "--timeout")
-    value = tool.get("test-timeout")
-    if value is None:
+        where, text = "--timeout", given
+    elif (value := tool.get("test-timeout")) is not None:
+        where, text = f"{root / 'pyproject.toml'}: [tool.stagecache] test-timeout", str(value)
+    else:
         return DEFAULT_TIMEOUT
-    return parse_duration(str(value), f"{root / 'pyproject.toml'}: [tool.stagecache] test-timeout")
+    seconds = parse_duration(text, where)
+    if not 0 < seconds <= MAX_TIMEOUT:
+        raise ConfigError(f"{where} {text!r}: a time limit is more than 0 and at most 7d: write e.g. 900, "
+                          "30m or 2h")  # fmt: skip
+    return seconds
+
+
+def wait_limit(seconds: int) -> int:
+    """``--wait-timeout``: seconds, more than 0."""
+    if seconds <= 0:
+        raise ConfigError(f"--wait-timeout {seconds}: the seconds to wait for services are more than 0, "
+                          "e.g. 120")  # fmt: skip
+    return seconds
 
 
 def run(args: argparse.Namespace, ctx: Context) -> int:
