@@ -200,11 +200,17 @@ class Resolver:
                 raise BuildError(target.name, "docker buildx build wrote no image ID (--iidfile)") from None
 
     def _changed_during_build(self, target: Target, key: str) -> bool:
-        """Whether the context changed while BuildKit read it (then the image may not match the key)."""
+        """Whether the context or a base image changed while BuildKit read them (then the image may not
+        match the key). The base images are asked about again: a tag moved meanwhile (a pull in another
+        CI step) means BuildKit may have built on the new one."""
+        self.keyer.forget_images()
         again, _ = self.key(target)
         if again == key:
             return False
-        self.reporter.warn(f"{target.name}: context changed during the build; image not kept under its key")
+        self.reporter.warn(
+            f"{target.name}: the context or a base image changed during the build; "
+            "image not kept under its key"
+        )
         return True
 
     def _record(self, target: Target, key: str, found: Inputs) -> None:

@@ -70,6 +70,10 @@ class Keyer:
             self._images[ref] = info
         return self._images[ref]
 
+    def forget_images(self) -> None:
+        """Ask the engine about external images again from now on (they may have been re-pulled)."""
+        self._images.clear()
+
     def image_id(self, ref: str) -> str:
         return self.image(ref).id
 

@@ -459,3 +459,28 @@ def test_a_forged_archive_is_a_clean_miss(
     assert after is not None
     assert base is not None
     assert after.id == base.id
+
+
+def test_a_base_tag_moved_during_the_build_keeps_no_key_image(
+    engine: FakeEngine, store: DirectoryStore, project: Path
+) -> None:
+    """A `docker pull` of the base in another CI step while BuildKit builds: the image may be built on
+    the new base, so it is not filed under the key computed from the old one (found in review)."""
+    import copy
+    import hashlib
+
+    old_base = engine.tags[FakeEngine.BASE]
+
+    def pull_a_new_base() -> None:
+        data = copy.deepcopy(engine.images[old_base])
+        data["RootFS"]["Layers"] = [*data["RootFS"]["Layers"], "sha256:" + "9" * 64]
+        data["Id"] = "sha256:" + hashlib.sha256(b"a new base").hexdigest()
+        engine._add(data, [FakeEngine.BASE])
+
+    engine.on_build = pull_a_new_base
+    report = Recorder()
+    result = resolver(engine, store, report).resolve(target_in(project))
+    assert (result.outcome, result.stored) == ("built", False)
+    assert engine.image_inspect(result.image) is None
+    assert store.get(result.key) is None
+    assert any("a base image changed during the build" in w for w in report.warnings)
