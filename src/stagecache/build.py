@@ -292,7 +292,12 @@ def commit_tag(target: Target, siblings: Sequence[Target], sha: str) -> str:
     shipping = [t for t in same if (t.spec.stage or "").lower() in PROD_STAGES]
     if same == [target] or shipping == [target]:
         return f"{target.repository}:{sha}"
-    suffix = re.sub(r"[^a-z0-9_.-]+", "-", (target.spec.stage or target.name).lower()).strip(".-") or "target"
+    stage = (target.spec.stage or "").lower()
+    # the stage names the image where it tells this repository's targets apart, else the target's name
+    told_apart = stage and sum((t.spec.stage or "").lower() == stage for t in same) == 1
+    suffix = (
+        re.sub(r"[^a-z0-9_.-]+", "-", stage if told_apart else target.name.lower()).strip(".-") or "target"
+    )
     return f"{target.repository}:{sha}-{suffix}"[: len(target.repository) + 1 + 128]
 
 

@@ -77,3 +77,10 @@ def test_two_dockerfiles_without_compose_are_told_apart(tmp_path: Path) -> None:
         (only,) = settings.targets.values()
         ids.add(target_id(only.repository, only.name))
     assert len(ids) == 2
+
+
+def test_two_targets_of_one_stage_are_told_apart_by_name() -> None:
+    """`api` and `worker` both build stage dev into one repository (found in review)."""
+    api, worker = target("api", "dev"), target("worker", "dev")
+    tags = {commit_tag(api, [api, worker], SHA), commit_tag(worker, [api, worker], SHA)}
+    assert tags == {f"app:{SHA}-api", f"app:{SHA}-worker"}

@@ -86,3 +86,28 @@ def test_engines_stagecache_does_not_support_are_said_in_one_line() -> None:
         assert old in note
         assert "20.10 and 23 to 29" in note
     assert unsupported(EngineInfo("master-dockerproject-2024", "linux/amd64")) is not None
+
+
+def test_key_tags_are_paired_with_their_own_images() -> None:
+    """One of three key images removed between `docker images` and `docker image inspect` (review)."""
+    import json
+
+    from stagecache.process import Completed
+
+    def image(tag: str, created: str) -> str:
+        return json.dumps({"Id": f"sha256:{tag[-1] * 64}", "RepoTags": [tag], "Created": created})
+
+    answers = {
+        "images": "app:sc-a\napp:sc-b\napp:sc-c\n",
+        "inspect": image("app:sc-a", "2026-01-01") + "\n" + image("app:sc-c", "2026-03-01") + "\n",
+    }
+
+    def runner(argv: object, **kwargs: object) -> Completed:
+        words = list(argv)  # type: ignore[call-overload]
+        return Completed(words, 0, answers["inspect" if "inspect" in words else "images"], "")
+
+    pairs = Docker(runner=runner).key_tagged()
+    assert [(ref, info.created) for ref, info in pairs] == [
+        ("app:sc-a", "2026-01-01"),
+        ("app:sc-c", "2026-03-01"),
+    ]

@@ -152,10 +152,14 @@ class Docker:
         if not refs:
             return []
         inspected = self._run("image", "inspect", "--format", "{{json .}}", *refs, check=False)
-        out = []
-        for ref, line in zip(refs, inspected.stdout.splitlines(), strict=False):
-            out.append((ref, ImageInfo.from_inspect(json.loads(line))))
-        return out
+        # Paired by the tags each image has, not by position: an image removed in between (another
+        # job's prune) is left out of the answer, and every later pair would shift.
+        found = {}
+        for line in inspected.stdout.splitlines():
+            info = ImageInfo.from_inspect(json.loads(line))
+            for tag in info.repo_tags:
+                found[tag] = info
+        return [(ref, found[ref]) for ref in refs if ref in found]
 
     def pull(self, ref: str) -> Completed:
         return self._run("pull", "--quiet", ref, check=False)
