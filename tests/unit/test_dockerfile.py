@@ -213,9 +213,26 @@ def test_heredoc_content_is_part_of_the_instruction() -> None:
 
 
 def test_mount_parsing() -> None:
+    """The fields as written (what secret.py reads the secret ids from)."""
     ins = df.parse("FROM alpine\nRUN --mount=type=bind,src=req.txt,dst=/r --mount=type=secret,id=tok true\n")
     mounts = df.parse_mounts(ins.stages[0].instructions[0])
     assert mounts == [{"type": "bind", "source": "req.txt", "target": "/r"}, {"type": "secret", "id": "tok"}]
+
+
+def test_mounts_as_the_key_reads_them() -> None:
+    """``scope.read_mounts``: the aliases ``src``/``dst``/``destination``, values read as words."""
+    from stagecache.key.scope import Mount, read_mounts
+
+    parsed = df.parse(
+        "FROM alpine\nRUN --mount=type=bind,src=$REQ,dst=/r,from=base "
+        "--mount=type=cache,destination=/c,ro --mount=source=x,target=/x true\n"
+    )
+    mounts = read_mounts(parsed, parsed.stages[0].instructions[0], {"REQ": "req.txt"})
+    assert mounts == [
+        Mount("bind", "req.txt", "/r", "base", literal=True),
+        Mount("cache", None, "/c", None, literal=False),
+        Mount("bind", "x", "/x", None, literal=False),
+    ]
 
 
 @pytest.mark.parametrize(

@@ -4,8 +4,9 @@ The ``dockerfile`` package wraps BuildKit's Go parser, so line continuations, th
 JSON and shell forms and heredocs are read exactly as the engine reads them. This module adds what the
 parser leaves to the builder: stages, the global ``ARG`` scope that ``FROM`` lines see (words read as
 BuildKit reads them: :mod:`stagecache.key.words`), and which stages a target reaches through ``FROM``,
-``COPY --from``, ``RUN --mount=from=`` and the ``ONBUILD`` triggers of a base stage. What each instruction
-of a stage sees (its variables) is :mod:`stagecache.key.scope`'s.
+``COPY --from``, ``RUN --mount=from=`` and the ``ONBUILD`` triggers of a base stage. One instruction
+(its checks, its ``ARG`` and ``--mount`` fields) is :mod:`stagecache.key.instructions`'; what each
+instruction of a stage sees (its variables) is :mod:`stagecache.key.scope`'s.
 """
 
 from __future__ import annotations
@@ -18,50 +19,14 @@ from typing import TYPE_CHECKING, NamedTuple
 import dockerfile as _grammar
 
 from ..errors import DockerfileError
+from .instructions import Instruction as Instruction
+from .instructions import instruction_of, validate
+from .instructions import parse_arg as parse_arg
+from .instructions import parse_mounts as parse_mounts
 from .words import Frontend, Word, WordError, csv_fields, process_word
 
 if TYPE_CHECKING:
     from .scope import Scope
-
-# Instructions BuildKit's Dockerfile frontend accepts.
-KNOWN_INSTRUCTIONS = frozenset(
-    {
-        "ADD", "ARG", "CMD", "COPY", "ENTRYPOINT", "ENV", "EXPOSE", "FROM", "HEALTHCHECK", "LABEL",
-        "MAINTAINER", "ONBUILD", "RUN", "SHELL", "STOPSIGNAL", "USER", "VOLUME", "WORKDIR",
-    }
-)  # fmt: skip
-
-
-class Instruction(NamedTuple):
-    """One instruction as the grammar gives it (comments and continuations already resolved).
-
-    ``sub`` is the instruction an ``ONBUILD`` holds (``ONBUILD COPY a /a``: cmd ONBUILD, sub COPY) and
-    ``original`` its text as written, which BuildKit stores and parses again when the trigger runs."""
-
-    cmd: str
-    flags: tuple[str, ...]
-    args: tuple[str, ...]
-    json_form: bool
-    line: int
-    heredocs: tuple[tuple[str, str], ...] = ()  # (name, content)
-    sub: str | None = None
-    original: str = ""
-
-    def flag(self, name: str) -> str | None:
-        """The value of ``--name=value`` (the last one wins), or None."""
-        found = None
-        for item in self.flags:
-            key, _, value = item.lstrip("-").partition("=")
-            if key == name:
-                found = value
-        return found
-
-    def flag_values(self, name: str) -> list[str]:
-        return [item.partition("=")[2] for item in self.flags if item.lstrip("-").partition("=")[0] == name]
-
-    def normalised(self) -> list[object]:
-        """What an instruction contributes to a key: no line numbers, no comments, no spacing of flags."""
-        return [self.cmd, list(self.flags), list(self.args), self.json_form, [list(h) for h in self.heredocs]]
 
 
 class Stage:
@@ -98,7 +63,7 @@ class Stage:
                 raise DockerfileError(path, ins.line, f"ONBUILD trigger: {exc}") from None
             if len(commands) != 1:
                 raise DockerfileError(path, ins.line, "onbuild trigger should be a single expression")
-            out.append(_instruction(commands[0])._replace(line=ins.line))
+            out.append(instruction_of(commands[0])._replace(line=ins.line))
         return out
 
 
@@ -352,19 +317,6 @@ def load(path: Path, display: str | None = None) -> Dockerfile:
     return parse(text, shown)
 
 
-def _instruction(cmd: _grammar.Command) -> Instruction:
-    return Instruction(
-        cmd=cmd.cmd.upper(),
-        flags=tuple(cmd.flags),
-        args=tuple(cmd.value),
-        json_form=bool(cmd.json),
-        line=int(cmd.start_line),
-        heredocs=tuple((h.name, h.content) for h in cmd.heredocs),
-        sub=cmd.sub_cmd.upper() if cmd.sub_cmd else None,
-        original=cmd.original,
-    )
-
-
 def parse(text: str, path: str = "Dockerfile") -> Dockerfile:
     try:
         commands = _grammar.parse_string(text)
@@ -372,8 +324,8 @@ def parse(text: str, path: str = "Dockerfile") -> Dockerfile:
         raise DockerfileError(path, _line_of(str(exc)), f"syntax error: {exc}") from None
     result = Dockerfile(path, _directives(text))
     for cmd in commands:
-        ins = _instruction(cmd)
-        _validate(ins, path)
+        ins = instruction_of(cmd)
+        validate(ins, path)
         if ins.cmd == "FROM":
             result.stages.append(_new_stage(ins, result, path))
         elif not result.stages:
@@ -406,15 +358,6 @@ def _line_of(message: str) -> int | None:
     return int(match.group(1)) if match else None
 
 
-def _validate(ins: Instruction, path: str) -> None:
-    if ins.cmd not in KNOWN_INSTRUCTIONS:
-        raise DockerfileError(path, ins.line, f"unknown instruction {ins.cmd}")
-    if ins.cmd in ("COPY", "ADD") and len(ins.args) < 2:
-        raise DockerfileError(path, ins.line, f"{ins.cmd} needs at least a source and a destination")
-    if ins.cmd in ("FROM", "ARG", "WORKDIR", "USER") and not any(a.strip() for a in ins.args):
-        raise DockerfileError(path, ins.line, f"{ins.cmd} needs an argument")
-
-
 def _new_stage(ins: Instruction, dockerfile: Dockerfile, path: str) -> Stage:
     args = list(ins.args)
     name = None
@@ -429,33 +372,3 @@ def _new_stage(ins: Instruction, dockerfile: Dockerfile, path: str) -> Stage:
     return Stage(
         index=len(dockerfile.stages), name=name, base=args[0], platform=ins.flag("platform"), line=ins.line
     )
-
-
-def parse_arg(ins: Instruction) -> list[tuple[str, str | None]]:
-    """``ARG A B=1`` -> [("A", None), ("B", "1")]: names and defaults as written (quotes and all)."""
-    out: list[tuple[str, str | None]] = []
-    for item in ins.args:
-        name, eq, default = item.partition("=")
-        out.append((name, default if eq else None))
-    return out
-
-
-def parse_mounts(ins: Instruction) -> list[dict[str, str]]:
-    """``RUN --mount=type=bind,source=x,from=y`` -> [{"type": "bind", "source": "x", "from": "y"}], the
-    values as written (:func:`stagecache.key.scope.read_mounts` reads them as BuildKit does)."""
-    mounts = []
-    for spec in ins.flag_values("mount"):
-        fields: dict[str, str] = {}
-        try:
-            parts = csv_fields(spec)
-        except WordError:
-            parts = spec.split(",")
-        for part in parts:
-            key, eq, value = part.partition("=")
-            fields[_MOUNT_KEYS.get(key.lower(), key.lower())] = value if eq else "true"
-        fields.setdefault("type", "bind")
-        mounts.append(fields)
-    return mounts
-
-
-_MOUNT_KEYS = {"src": "source", "dst": "target", "destination": "target"}
