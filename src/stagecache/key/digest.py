@@ -38,11 +38,6 @@ def compute(inputs: Inputs) -> str:
     return "sha256:" + digest.hexdigest()
 
 
-def tag_for(key: str) -> str:
-    """The image tag a key is kept under in the daemon."""
-    return "sc-" + key.removeprefix("sha256:")
-
-
 class Changes:
     """What differs between the manifest of an earlier build and the current one."""
 
