@@ -21,7 +21,6 @@ if TYPE_CHECKING:
     from .build import Resolver
     from .engine.base import Engine
     from .store.directory import DirectoryStore
-    from .store.entry import Entry
     from .store.records import Records
     from .store.tiers import ImageTier
 
@@ -46,12 +45,6 @@ class App:
             self._store = open_store(self.settings.root, self.settings.store)
         return self._store
 
-    def enforce_store_limit(self) -> list[Entry]:
-        """Prune the store to ``store-max-size``, least recently used first (nothing when unset)."""
-        if self.settings.store_max_size is None:
-            return []
-        return self.store().prune(max_size=self.settings.store_max_size)
-
     def records(self) -> Records:
         """Build records (for ``key --why``) and test passes (for ``test --skip-passed``)."""
         from .store.records import Records
@@ -69,6 +62,7 @@ class App:
             watch_dir=cache_dir() / "watch",
             start_watchers=self.settings.tool.get("watch") is True,
             redaction_key=self.redaction_key(),
+            store_max_size=self.settings.store_max_size,
         )
 
     def redaction_key(self) -> Callable[[], bytes]:
@@ -89,6 +83,7 @@ def resolver_for(
     watch_dir: Path | None = None,
     start_watchers: bool = False,
     redaction_key: Callable[[], bytes] | None = None,
+    store_max_size: int | None = None,
 ) -> Resolver:
     """A resolver over the daemon and, given one, a directory store (whose records it keeps too).
     Without ``digest_cache_dir`` file digests are not remembered; without ``watch_dir`` no watcher
@@ -113,7 +108,7 @@ def resolver_for(
     records = None
     if store is not None:
         store.ensure()
-        tiers.append(DirectoryTier(store, engine, reporter))
+        tiers.append(DirectoryTier(store, engine, reporter, store_max_size))
         records = Records(store.base)
     return Resolver(engine, tiers, keyer, records=records, reporter=reporter)
 

@@ -484,3 +484,19 @@ def test_a_base_tag_moved_during_the_build_keeps_no_key_image(
     assert engine.image_inspect(result.image) is None
     assert store.get(result.key) is None
     assert any("a base image changed during the build" in w for w in report.warnings)
+
+
+def test_the_store_limit_holds_after_any_save(
+    engine: FakeEngine, store: DirectoryStore, project: Path
+) -> None:
+    """store-max-size is kept by the store tier itself, whichever command saved (`test`, `check-prod`):
+    it used to be enforced by `stagecache build` alone (found in review)."""
+    first = resolver_for(engine, store, store_max_size=1).resolve(target_in(project))
+    assert first.stored
+    (project / "app.py").write_text("print('v2')\n")
+    report = Recorder()
+    second = resolver_for(engine, store, reporter=report, store_max_size=1).resolve(target_in(project))
+    assert second.stored
+    # the older entry goes; the one just saved is still under its key's lock, so it stays
+    assert [e.key for e in store.entries()] == [second.key]
+    assert any("store over 1 bytes: removed" in w for w in report.warnings)

@@ -22,10 +22,19 @@ class DirectoryTier:
     name = "store"
     writable = True
 
-    def __init__(self, store: DirectoryStore, engine: Engine, reporter: Reporter) -> None:
+    def __init__(
+        self, store: DirectoryStore, engine: Engine, reporter: Reporter, max_size: int | None = None
+    ) -> None:
         self.store = store
         self.engine = engine
         self.reporter = reporter
+        self.max_size = max_size  # ``store-max-size``: pruned to it after every save, by any command
+
+    def _keep_within_limit(self) -> None:
+        if self.max_size is None:
+            return
+        for entry in self.store.prune(max_size=self.max_size):
+            self.reporter.warn(f"store over {self.max_size} bytes: removed {entry.key[:19]} ({entry.target})")
 
     def has(self, key: str) -> bool:
         entry = self.store.get(key)
@@ -115,6 +124,7 @@ class DirectoryTier:
             return False
         finally:
             saved.unlink(missing_ok=True)
+        self._keep_within_limit()
         return True
 
     def _counted(self, chunks: Iterator[bytes], label: str, total: int | None) -> Iterator[bytes]:

@@ -111,11 +111,6 @@ def build(args: argparse.Namespace, ctx: Context) -> int:
     results = build_targets(resolver, targets, siblings=list(settings.targets.values()),
                             extra_tags=args.tag or [], commit=commit, rebuild=args.rebuild,
                             save=not args.no_store, quiet=args.quiet, on_result=report)  # fmt: skip
-    if not args.no_store:
-        for entry in app.enforce_store_limit():
-            ctx.reporter.warn(
-                f"store over {settings.store_max_size} bytes: removed {short(entry.key)} ({entry.target})"
-            )
     if args.json:
         dump_json([r.as_json() for r in results], ctx.out)
     return ExitCode.OK
