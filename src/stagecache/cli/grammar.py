@@ -173,7 +173,7 @@ def _test(p: Parser) -> None:
     p.add_argument("--timeout", metavar="TIME", help="end the run after TIME (e.g. 900, 30m; default: "
                    "[tool.stagecache] test-timeout, else 1h); exit 124")  # fmt: skip
     p.add_argument("--keep-mounts", action="store_true",
-                   help="keep the services' bind mounts of the build context")  # fmt: skip
+                   help="keep every bind mount and volumes_from as they are")  # fmt: skip
     p.add_argument("-e", "--env", action="append", metavar="NAME[=VALUE]", help="set or pass a variable")
     p.add_argument("--network-host", action="store_true", help="no compose: share the host's network")
     p.add_argument("--add-host", action="append", metavar="NAME", help="no compose: NAME is the host")
