@@ -37,7 +37,8 @@ def context(tmp_path: Path) -> Path:
         "FROM python:3.11-slim\nCOPY . /app/\n",  # the whole context
         "FROM python:3.11-slim\nCOPY pipes /p/\n",  # its directory
         "FROM python:3.11-slim\nCOPY pipes/* /p/\n",  # a wildcard beside it
-        "FROM python:3.11-slim\nCOPY pipes/note.txt /p/\n",  # beside it (over-counted: still safe)
+        "FROM python:3.11-slim\nCOPY pipes/*e /p/\n",  # a wildcard that matches the FIFO alone (review)
+        "FROM python:3.11-slim\nCOPY pipes/pipe /p/\n",  # its name
     ],
 )
 def test_a_fifo_the_target_may_copy_makes_it_uncacheable(context: Path, dockerfile: str) -> None:
@@ -47,6 +48,7 @@ def test_a_fifo_the_target_may_copy_makes_it_uncacheable(context: Path, dockerfi
 
 def test_a_fifo_the_target_does_not_copy_changes_nothing(context: Path) -> None:
     assert _uncacheable(context, "FROM python:3.11-slim\nCOPY app /app/\n") == []
+    assert _uncacheable(context, "FROM python:3.11-slim\nCOPY pipes/note.txt /p/\n") == []
 
 
 def test_an_excluded_fifo_changes_nothing(context: Path) -> None:

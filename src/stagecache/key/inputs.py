@@ -10,8 +10,8 @@ enter it, so the same project in another folder gets the same key.
 from __future__ import annotations
 
 import os
-import posixpath
 from collections.abc import Callable, Iterable, Mapping
+from operator import attrgetter
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, NamedTuple
@@ -137,16 +137,21 @@ def collect(
     else:
         fifos: list[str] = []
         entries = walk(spec.context, rules, fifos=fifos)
-        selected = select(dockerfile, stages, entries, build_args)
+        # The walk lists no FIFO; the selection sees the ones sent as entries of their own, so that a
+        # directory, a wildcard or a name that takes one says so (and they are left out of the rows).
+        phantoms = (Entry(path, "fifo", 0, 0) for path in fifos)
+        seen = sorted([*entries, *phantoms], key=attrgetter("path")) if fifos else entries
+        selected = select(dockerfile, stages, seen, build_args)
         selection, uncacheable = selected.indexes, selected.uncacheable
         if triggers:
-            selection = set(range(len(entries)))
-        chosen = [entries[i] for i in sorted(selection)]
+            selection = set(range(len(seen)))
+        chosen = [seen[i] for i in sorted(selection) if seen[i].kind != "fifo"]
         uncacheable += [
-            f"{path}: a FIFO the target copies; BuildKit copies it or drops it by version (Docker 26 keeps "
-            "it, 20.10 drops it), so the image depends on the engine: remove it, or exclude it in "
-            ".dockerignore"
-            for path in _copied_fifos(fifos, chosen)
+            f"{seen[i].path}: a FIFO the target copies; BuildKit copies it or drops it by version "
+            "(Docker 26 keeps it, 20.10 drops it), so the image depends on the engine: remove it, or "
+            "exclude it in .dockerignore"
+            for i in sorted(selection)
+            if seen[i].kind == "fifo"
         ]
         files = _describe(chosen, digests or Uncached(spec.context))
         if digests is not None and digests.changed:  # only then is the cache written: forget deleted files
@@ -273,20 +278,3 @@ def _describe(entries: list[Entry], digests: FileDigests) -> list[list[Any]]:
         detail = file_digests[e.path] if e.kind == "file" else (e.link_target or "")
         rows.append([e.path, e.kind, oct(e.mode), detail])
     return rows
-
-
-def _copied_fifos(fifos: list[str], chosen: list[Entry]) -> list[str]:
-    """The FIFOs a target may copy: below a copied directory, or beside a copied entry (a wildcard in
-    that directory may have taken it; the walk lists no FIFO for a wildcard to match). Over-counting
-    costs a cache hit; under-counting would be a false hit."""
-    if not fifos:
-        return []
-    dirs = {e.path for e in chosen if e.kind == "dir"}
-    beside = {posixpath.dirname(e.path) for e in chosen}
-    copied = []
-    for path in fifos:
-        parent = posixpath.dirname(path)
-        above = [path[:i] for i, ch in enumerate(path) if ch == "/"]
-        if parent in beside or any(a in dirs for a in above):
-            copied.append(path)
-    return copied

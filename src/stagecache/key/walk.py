@@ -16,7 +16,7 @@ from ..errors import ConfigError
 from .files import signature
 from .ignore import IgnoreRules
 
-Kind = Literal["file", "dir", "symlink", "special"]
+Kind = Literal["file", "dir", "symlink", "special", "fifo"]  # fifo: only as the selection sees it
 
 
 class Entry:
