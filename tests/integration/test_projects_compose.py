@@ -26,7 +26,7 @@ import pytest
 
 from stagecache.cli import main
 from stagecache.engine.docker import Docker
-from stagecache.project.compose import discover
+from stagecache.project.compose_files import discover
 
 PROJECTS = Path(__file__).resolve().parent.parent / "projects"
 

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from stagecache.project import compose_cache
-from stagecache.project.compose import discover
+from stagecache.project.compose_files import discover
 from tests.fakes import FakeEngine
 
 COMPOSE = """\

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from stagecache.errors import ConfigError
-from stagecache.project.compose import discover, parse_dotenv
+from stagecache.project.compose_files import discover, parse_dotenv
 
 
 def touch(root: Path, *names: str, text: str = "services: {}\n") -> None:

@@ -4,7 +4,7 @@
 reads, so it is kept in the user's cache directory (``compose/`` under
 :func:`~stagecache.project.settings.cache_dir`) under a key made of all of that:
 
-- the compose files compose finds (:func:`~stagecache.project.compose.discover`), by content;
+- the compose files compose finds (:func:`~stagecache.project.compose_files.discover`), by content;
 - the dotenv files (``.env``, ``--env-file``, ``COMPOSE_ENV_FILES``), by content;
 - every other file the files may name (``env_file:``, ``extends: file:``, ``include:``, ``label_file``):
   each word of the files that looks like a path and is a regular file relative to the file that holds
@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError
-from .compose import ComposeFiles
+from .compose_files import ComposeFiles
 
 if TYPE_CHECKING:
     from ..engine.base import Engine

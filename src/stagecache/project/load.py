@@ -12,7 +12,8 @@ from ..key import dockerfile as df
 from ..key.spec import DEFAULT_SECRET_PATTERNS, TargetSpec, secret_arg
 from ..refs import default_repository
 from . import compose_cache
-from .compose import ComposeFiles, discover, hidden_services, targets_from_compose
+from .compose import hidden_services, targets_from_compose
+from .compose_files import ComposeFiles, discover
 from .pyproject import read_tool_table, tool_secrets
 from .settings import Options, Settings, Target, cache_dir, store_location
 from .values import parse_size
