@@ -379,7 +379,8 @@ def main() -> int:
     print(f"{len(results)} changes, {builds} builds in {seconds:.0f} s on {engine}: {verdicts}")
     print(
         f"false hits {len(false_hits)}; false misses {len(false_misses)} of {unchanged} changes that left "
-        f"the image alone; false refusals {len(refusals)}; rejected by the engine {len(rejected)}"
+        f"the image alone; false refusals {len(refusals)}; rejected by the engine {len(rejected)} "
+        f"(refused by stagecache too: {sum(r.key_outcome().startswith('refused') for r in rejected)})"
     )
     checks = [Count("false hits (image changed, key did not)", float(len(false_hits)), 0.0, "x")]
     parsed = argparse.Namespace(repeat=args.repeat)

@@ -241,6 +241,15 @@ class Result:
     image_changed: bool | None = None
     key_changed: bool | None = None
 
+    def key_outcome(self) -> str:
+        """What the key said, before and after: "keyed", "uncacheable" or "refused: <message>"."""
+        for v in (self.before, self.after):
+            if v.refused is not None:
+                return f"refused: {v.refused}"
+            if v.crashed is not None:
+                return f"crashed: {v.crashed}"
+        return "uncacheable" if self.before.uncacheable or self.after.uncacheable else "keyed"
+
     def as_json(self) -> dict[str, Any]:
         return {
             "id": self.case.id,
@@ -250,6 +259,7 @@ class Result:
             "detail": self.detail,
             "image_changed": self.image_changed,
             "key_changed": self.key_changed,
+            "key": self.key_outcome(),
             "known": self.case.false_hit or self.case.false_refusal or self.case.refusal,
             "regression": self.case.regression,
         }
