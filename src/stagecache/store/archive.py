@@ -19,7 +19,7 @@ import io
 import json
 import posixpath
 import tarfile
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Container, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import NamedTuple
 
@@ -79,18 +79,38 @@ def write_thin(source: Path, sink: Callable[[bytes], None], bases: Sequence[Sequ
             shared = shared_prefix(config["rootfs"]["diff_ids"], bases)
             skip = set(paths[:shared])
         with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as target:
-            for member in tar:
-                if member.name == "repositories":
-                    continue  # the legacy name file: names are not stored
-                if member.name in NAMED:
-                    _add_bytes(target, member, _without_names(member.name, _member(tar, member.name).read()))
-                elif member.name in skip and member.isfile():
-                    empty = copy.copy(member)
-                    empty.size = 0
-                    target.addfile(empty, io.BytesIO(b""))
-                else:
-                    target.addfile(member, tar.extractfile(member) if member.isfile() else None)
+            _copy_unnamed(tar, target, emptied=skip)
     return Thinned(out.size, shared, layers)
+
+
+def _copy_unnamed(source: tarfile.TarFile, target: tarfile.TarFile, emptied: Container[str] = ()) -> None:
+    """Copy a ``docker save`` archive without its names: the legacy ``repositories`` file left out,
+    ``manifest.json`` and ``index.json`` rewritten without them (each must be one regular file that
+    lists one image), the members in ``emptied`` copied as empty files. Names are read as docker load
+    and containerd read them (``./manifest.json`` is ``manifest.json``). Both a save into the store
+    and a load from it go through here; :class:`ForeignArchive` when the archive is not one image."""
+    seen: set[str] = set()
+    for member in source:
+        name = posixpath.normpath(member.name.lstrip("/"))
+        if name == "repositories":
+            continue
+        if name in NAMED:
+            if name in seen or not member.isfile():
+                raise ForeignArchive(f"its {name} is not one regular file")
+            seen.add(name)
+            handle = source.extractfile(member)
+            data = handle.read() if handle is not None else b""
+            _check_one_image(name, data)
+            member.name = name
+            _add_bytes(target, member, _without_names(name, data))
+        elif name in emptied and member.isfile():
+            empty = copy.copy(member)
+            empty.size = 0
+            target.addfile(empty, io.BytesIO(b""))
+        else:
+            target.addfile(member, source.extractfile(member) if member.isfile() else None)
+    if "manifest.json" not in seen:
+        raise ForeignArchive("it has no manifest.json")
 
 
 def _member(tar: tarfile.TarFile, name: str) -> io.BufferedReader:
@@ -163,30 +183,12 @@ def unnamed(chunks: Iterable[bytes], depth: int = 8) -> Iterator[bytes]:
     """
 
     def copy_without_names(put: Callable[[bytes], None]) -> None:
-        seen: set[str] = set()
         try:
             # 1 MiB records: tarfile's stream default (10 KiB) costs a call per 10 KiB of layer
             source = tarfile.open(fileobj=_ChunkReader(chunks), mode="r|", bufsize=STREAM)  # noqa: SIM115
             sink = tarfile.open(fileobj=_Sink(put), mode="w|", format=tarfile.PAX_FORMAT, bufsize=STREAM)  # noqa: SIM115
             with source, sink as target:
-                for member in source:
-                    # docker load and containerd read ./manifest.json as manifest.json: so does this
-                    name = posixpath.normpath(member.name.lstrip("/"))
-                    if name == "repositories":
-                        continue
-                    if name in NAMED:
-                        if name in seen or not member.isfile():
-                            raise ForeignArchive(f"its {name} is not one regular file")
-                        seen.add(name)
-                        handle = source.extractfile(member)
-                        data = handle.read() if handle is not None else b""
-                        _check_one_image(name, data)
-                        member.name = name
-                        _add_bytes(target, member, _without_names(name, data))
-                    else:
-                        target.addfile(member, source.extractfile(member) if member.isfile() else None)
-                if "manifest.json" not in seen:
-                    raise ForeignArchive("it has no manifest.json")
+                _copy_unnamed(source, target)
         except (tarfile.TarError, ValueError, TypeError, KeyError, AttributeError) as exc:
             raise ForeignArchive(f"it is not a docker save archive ({exc})") from None
 
