@@ -11,7 +11,7 @@ from collections.abc import Callable, Collection, Container, Iterable, Mapping, 
 from pathlib import Path
 from typing import Any
 
-from stagecache.engine.base import Compose, EngineInfo, ImageInfo
+from stagecache.engine.base import NO_CONTEXTS, Compose, EngineInfo, ImageInfo
 from stagecache.errors import CommandError
 from stagecache.key.spec import NO_OPTIONS, BuildOptions, BuildSecret
 from stagecache.process import Completed
@@ -72,6 +72,7 @@ class FakeEngine:
         self.on_build: Callable[[], None] | None = None  # runs while "BuildKit reads the context"
         self.build_error = ""  # non-empty: builds fail with this log
         self.build_tags: list[list[str]] = []  # the tags each build was asked to apply
+        self.builds: list[tuple[str | None, dict[str, str]]] = []  # each build's stage and named contexts
         self._template = fixture("image-inspect-key.json")[0]
         base = fixture("image-inspect-base.json")[0]
         self._add(base, [self.BASE])
@@ -92,6 +93,10 @@ class FakeEngine:
 
     def _id(self, ref: str) -> str | None:
         return ref if ref in self.images else self.tags.get(qualified(ref))
+
+    def use_version(self, name: str) -> None:
+        """Answer ``/version`` as a recorded engine did: ``version-26.1.json``, ``version-20.10.json``."""
+        self._version = fixture(name)
 
     def engine(self) -> EngineInfo:
         v = self._version
@@ -157,8 +162,10 @@ class FakeEngine:
         options: BuildOptions = NO_OPTIONS,
         env_args: Collection[str] = (),
         secrets: Sequence[BuildSecret] = (),
+        build_contexts: Mapping[str, str] = NO_CONTEXTS,
     ) -> Completed:
         self.calls.append("build")
+        self.builds.append((target, dict(build_contexts)))
         self.built_options.append(options)
         self.built_secrets.append(({k: build_args[k] for k in env_args}, list(secrets)))
         self.build_tags.append(list(tags))
@@ -169,28 +176,34 @@ class FakeEngine:
         data = copy.deepcopy(self._template)
         data["Config"]["Labels"] = dict(labels)
         base_layers = self.images[self.tags[qualified(self.BASE)]]["RootFS"]["Layers"]
-        content = hashlib.sha256(f"{context}:{dockerfile}:{target}:{sorted(labels.items())}".encode())
+        made = f"{context}:{dockerfile}:{target}:{sorted(labels.items())}:{sorted(build_contexts.items())}"
+        content = hashlib.sha256(made.encode())
         data["RootFS"]["Layers"] = [*base_layers, "sha256:" + content.hexdigest()]
         data["Id"] = "sha256:" + hashlib.sha256(_config_bytes(data)).hexdigest()
         iidfile.write_text(self._add(data, tags))
         return Completed(["docker", "buildx", "build"], 0, "", "")
 
-    def save_file(self, image: str, path: Path) -> None:
+    def save_file(self, image: str | Sequence[str], path: Path) -> None:
         self.calls.append("save")
-        image_id = self._id(image)
-        assert image_id is not None, image
-        data = self.images[image_id]
-        config = _config_bytes(data)
-        hexid = image_id.removeprefix("sha256:")
-        layer_paths = [f"{layer[7:19]}/layer.tar" for layer in data["RootFS"]["Layers"]]
-        manifest = [{"Config": f"{hexid}.json", "RepoTags": [image], "Layers": layer_paths}]
+        names = [image] if isinstance(image, str) else list(image)
+        manifest = []
+        members: dict[str, bytes] = {}
+        for name in names:
+            image_id = self._id(name)
+            assert image_id is not None, name
+            data = self.images[image_id]
+            hexid = image_id.removeprefix("sha256:")
+            layer_paths = [f"{layer[7:19]}/layer.tar" for layer in data["RootFS"]["Layers"]]
+            manifest.append({"Config": f"{hexid}.json", "RepoTags": [name], "Layers": layer_paths})
+            members[f"{hexid}.json"] = _config_bytes(data)
+            for layer, member in zip(data["RootFS"]["Layers"], layer_paths, strict=True):
+                members[member] = layer.encode() * 64
         with tarfile.open(path, "w") as tar:
             _add_member(tar, "manifest.json", json.dumps(manifest).encode())
-            repository, tag = split_tag(image)  # the legacy name file docker save writes beside it
-            _add_member(tar, "repositories", json.dumps({repository: {tag: hexid}}).encode())
-            _add_member(tar, f"{hexid}.json", config)
-            for layer, member in zip(data["RootFS"]["Layers"], layer_paths, strict=True):
-                _add_member(tar, member, layer.encode() * 64)
+            repository, tag = split_tag(names[0])  # the legacy name file docker save writes beside it
+            _add_member(tar, "repositories", json.dumps({repository: {tag: "x"}}).encode())
+            for member, content in members.items():
+                _add_member(tar, member, content)
 
     def load(self, chunks: Iterable[bytes]) -> str:
         self.calls.append("load")

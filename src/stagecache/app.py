@@ -49,7 +49,7 @@ class App:
         """Build records (for ``key --why``) and test passes (for ``test --skip-passed``)."""
         from .store.records import Records
 
-        return Records(self.store().base)
+        return Records(self.store().records_dir)
 
     def resolver(self, *, use_store: bool = True) -> Resolver:
         """Images through the tiers: the daemon, then (with ``use_store``) the store; records kept."""
@@ -109,7 +109,7 @@ def resolver_for(
     if store is not None:
         store.ensure()
         tiers.append(DirectoryTier(store, engine, reporter, store_max_size))
-        records = Records(store.base)
+        records = Records(store.records_dir)
     return Resolver(engine, tiers, keyer, records=records, reporter=reporter)
 
 

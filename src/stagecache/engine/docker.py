@@ -245,9 +245,9 @@ class Docker:
             return process.run_masked([self.binary, *args], env=env)
         return self._run(*args, capture=quiet, check=False, env=env or None)
 
-    def save_file(self, image: str, path: Path) -> None:
-        """``docker save -o PATH IMAGE``."""
-        self._run("save", "--output", str(path), image)
+    def save_file(self, image: str | Sequence[str], path: Path) -> None:
+        """``docker save -o PATH IMAGE...`` (several images: a layer they share is written once)."""
+        self._run("save", "--output", str(path), *([image] if isinstance(image, str) else image))
 
     def load(self, chunks: Iterable[bytes]) -> str:
         """Feed a ``docker save`` stream to ``docker load``; returns what it printed."""

@@ -1,11 +1,13 @@
-"""The directory store as an image tier: a hit streams the archive into ``docker load``; publishing
-saves the daemon's image, thinned of its base layers, into a new entry."""
+"""The directory store as an image tier: a hit streams the entry's load plan, made from its blobs, into
+``docker load``; publishing saves the daemon's images once and keeps the blobs the store lacks."""
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterator
+import time
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
+from typing import NamedTuple
 
 from ..engine.base import Engine
 from ..errors import CommandError, StoreError
@@ -29,6 +31,7 @@ class DirectoryTier:
         self.engine = engine
         self.reporter = reporter
         self.max_size = max_size  # ``store-max-size``: pruned to it after every save, by any command
+        self.last_saved: Saved | None = None
 
     def _keep_within_limit(self) -> None:
         if self.max_size is None:
@@ -49,26 +52,28 @@ class DirectoryTier:
         entry = self.store.get(key)
         if entry is None:
             return None
-        self.reporter.step(target, f"loading from the store ({entry.archive_bytes / 1e6:.0f} MB)")
-        from . import archive
+        stored = f"{entry.stored_bytes / 1e6:.0f} MB"
+        self.reporter.step(
+            target, f"loading from the store ({stored} stored, {entry.image_bytes / 1e6:.0f} MB to load)"
+        )
+        from .plan import ForeignArchive
 
         try:
-            with self.store.open_archive(entry) as chunks:
-                loaded = self.engine.load(archive.unnamed(self._counted(chunks, "load", entry.image_bytes)))
+            loaded = self.engine.load(self._counted(self.store.load_stream(entry), "load", entry.image_bytes))
         except CorruptEntry as exc:
             self.reporter.warn(f"{target}: {exc}; rebuilding")
             return None
-        except archive.ForeignArchive as exc:
+        except ForeignArchive as exc:
             self.store.remove(key)
             self.reporter.warn(
-                f"{target}: the store's archive is not one image ({exc}); entry removed, rebuilding"
+                f"{target}: the store's entry is not one image ({exc}); entry removed, rebuilding"
             )
             return None
         except CommandError as exc:  # e.g. a base layer gone from the daemon since the key was computed
             self.reporter.warn(f"{target}: docker load failed ({exc}); rebuilding")
             return None
-        # Archives carry no names (archive.py): the image is found by the ID its record gives, then
-        # tagged with the name this checkout asks for, whatever repository the entry was saved from.
+        # Loads carry no names (plan.py): the image is found by the ID its record gives, then tagged
+        # with the name this checkout asks for, whatever repository the entry was saved from.
         info = self.engine.image_inspect(entry.image_id)
         said = _loaded_id(loaded)
         # The record names the image; the image must also be the key's (its label, set by the build)
@@ -80,52 +85,49 @@ class DirectoryTier:
             or info.labels.get(KEY_LABEL) != key
             or (said is not None and said != entry.image_id)
         ):
-            # An archive from before names were stripped may have tagged what it holds with the key's
-            # tag (the daemon tier had missed it): untag it, or the next look would take it for the key's.
-            self.engine.remove_image(ref)
             self.store.remove(key)
-            self.reporter.warn(f"{target}: the store's archive did not hold {ref}; entry removed, rebuilding")
+            self.reporter.warn(f"{target}: the store's entry did not hold {ref}; entry removed, rebuilding")
             return None
         self.engine.tag(info.id, ref)
         self.store.touch(entry)
         return Found(info.id, (*info.repo_tags, ref))
 
     def publish(self, item: Publish) -> bool:
-        self.reporter.step(item.target, "saving into the store")
-        import tarfile  # only a save needs it
+        return self.publish_many([item]) == 1
 
-        from . import archive
+    def publish_many(self, items: Sequence[Publish]) -> int:
+        """Keep the daemon's images of ``items`` (one ``docker save`` for all: a layer they share is
+        read once); the caller holds each key's lock. How many were kept; a warning says why not."""
+        from .plan import ForeignArchive, Resave
 
-        shared = {"shared_layers": 0, "layers": 0}
-
-        def feed(sink: Callable[[bytes], None]) -> int:
-            done = 0
-
-            def counted(data: bytes) -> None:
-                nonlocal done
-                done += len(data)
-                sink(data)
-                self.reporter.transfer("save", done, None)
-
-            # Layers of the base images are in every daemon that can compute this key: keep them out.
-            thin = archive.write_thin(saved, counted, item.base_layers)
-            shared.update(shared_layers=thin.shared_layers, layers=thin.layers)
-            self.reporter.transfer("save", thin.bytes, thin.bytes)
-            return thin.bytes
-
-        manifest_digest = hashlib.sha256(canonical(item.manifest)).hexdigest()
-        saved = self.store.temp_path(item.key, "tar")
+        names = ", ".join(dict.fromkeys(i.target for i in items))
+        wanted = [
+            {"key": i.key, "ref": i.ref, "target": i.target, "repository": i.repository,
+             "image_id": i.image_id, "manifest_sha256": hashlib.sha256(canonical(i.manifest)).hexdigest()}
+            for i in items
+        ]  # fmt: skip
+        bases = [i.base_layers for i in items]
+        saved = self.store.temp_path(items[0].key, "tar")
+        start = time.monotonic()
         try:
-            self.engine.save_file(item.ref, saved)
-            self.store.put(item.key, feed, target=item.target, repository=item.repository,
-                           image_id=item.image_id, manifest_sha256=manifest_digest, extra=shared)  # fmt: skip
-        except (StoreError, CommandError, OSError, ValueError, KeyError, tarfile.TarError) as exc:
-            self.reporter.warn(f"{item.target}: not stored: {exc}")
-            return False
+            self.engine.save_file([i.ref for i in items], saved)
+            try:
+                with open(saved, "rb") as fh:
+                    entries = self.store.put_images(fh, wanted, bases)
+            except Resave:  # a base layer is needed further up after all: keep every layer
+                with open(saved, "rb") as fh:
+                    entries = self.store.put_images(fh, wanted, [[] for _ in items])
+        except (StoreError, CommandError, OSError, ValueError, KeyError, ForeignArchive) as exc:
+            self.reporter.warn(f"{names}: not stored: {exc}")
+            return 0
         finally:
             saved.unlink(missing_ok=True)
+        added = sum(e.new_bytes for e in entries)
+        self.last_saved = Saved(
+            len(entries), added, sum(e.image_bytes for e in entries), time.monotonic() - start
+        )
         self._keep_within_limit()
-        return True
+        return len(entries)
 
     def _counted(self, chunks: Iterator[bytes], label: str, total: int | None) -> Iterator[bytes]:
         done = 0
@@ -134,6 +136,15 @@ class DirectoryTier:
             self.reporter.transfer(label, done, total)
             yield chunk
         self.reporter.transfer(label, total or done, total or done)
+
+
+class Saved(NamedTuple):
+    """What the last save stored: entries, bytes new to the store, bytes of the images, seconds."""
+
+    entries: int
+    new_bytes: int
+    image_bytes: int
+    seconds: float
 
 
 def _loaded_id(output: str) -> str | None:

@@ -36,12 +36,13 @@ def ls(where: DirectoryStore, as_json: bool, out: Output) -> int:
     if as_json:
         dump_json([entry_json(e) for e in entries], out)
         return ExitCode.OK
-    rows = [["KEY", "TARGET", "REPOSITORY", "SIZE", "IMAGE SIZE", "CREATED", "LAST USED"]]
+    rows = [["KEY", "TARGET", "REPOSITORY", "STORED", "ADDED", "IMAGE SIZE", "CREATED", "LAST USED"]]
     for e in entries:
-        rows.append([short(e.key), e.target, e.repository, mb(e.archive_bytes), mb(e.image_bytes),
-                     iso(e.created), iso(e.last_used)])  # fmt: skip
+        rows.append([short(e.key), e.target, e.repository, mb(e.stored_bytes), mb(e.new_bytes),
+                     mb(e.image_bytes), iso(e.created), iso(e.last_used)])  # fmt: skip
     table(rows, out)
-    print(f"{len(entries)} entries, {mb(sum(e.archive_bytes for e in entries))} in {where.root}", file=out)
+    # STORED counts the blobs an entry uses, shared ones too; the total counts each blob once
+    print(f"{len(entries)} entries, {mb(where.total_bytes(entries))} in {where.root}", file=out)
     return ExitCode.OK
 
 
@@ -61,8 +62,8 @@ def prune(where: DirectoryStore, args: argparse.Namespace, out: Output) -> int:
         return ExitCode.OK
     verb = "would remove" if args.dry_run else "removed"
     for e in removed:
-        print(f"{verb} {short(e.key)}  {e.target}  {mb(e.archive_bytes)}", file=out)
-    print(f"{verb} {len(removed)} entries, {mb(sum(e.archive_bytes for e in removed))}", file=out)
+        print(f"{verb} {short(e.key)}  {e.target}  (uses {mb(e.stored_bytes)})", file=out)
+    print(f"{verb} {len(removed)} entries; the store now holds {mb(where.total_bytes())}", file=out)
     return ExitCode.OK
 
 
