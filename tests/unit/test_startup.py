@@ -32,7 +32,7 @@ NOT_ON_A_WARM_HIT = {
     "socket",  # unixhttp uses _socket
     "platformdirs",  # the XDG rule is spelled in project/settings.py on Linux
     "inotify_simple",  # only the watcher process
-    "stagecache.store.archive",
+    "stagecache.store.plan",
     "stagecache.testrun",
     "stagecache.checkprod",
     "stagecache.speed.watcherd",

@@ -29,13 +29,15 @@ import os
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from ..errors import ConfigError, StoreError
 from .blobs import BadBlob, Blobs
 from .entry import HEX, Entry
 from .files import alive, atomic_write, flocked, hostname, key_hex
-from .plan import Image, Member, load_stream, save_into
+
+if TYPE_CHECKING:  # plan.py imports tarfile: only a save or a load needs it, never a warm hit
+    from .plan import Image
 
 FORMAT = "v2"
 RECORDS = "v1"  # the records and the redaction key: their format did not change
@@ -135,6 +137,8 @@ class DirectoryStore:
     def load_stream(self, entry: Entry) -> Iterator[bytes]:
         """The tar ``docker load`` reads for an entry, made from its blobs as it is read. Raises
         :class:`CorruptEntry` (the entry removed) when a blob is missing or damaged."""
+        from .plan import Member, load_stream
+
         members = [Member(str(n), str(d), int(s), bool(c)) for n, d, s, c in entry.members]
         try:
             yield from load_stream(members, self.blobs)
@@ -160,15 +164,19 @@ class DirectoryStore:
         stream: IO[bytes],
         wanted: Sequence[dict[str, Any]],
         bases: Sequence[Sequence[Sequence[str]]],
+        cancelled: Callable[[], bool] = lambda: False,
     ) -> list[Entry]:
         """Keep the images of a ``docker save`` tar read from ``stream``: one entry per item of
         ``wanted`` (``key``, ``ref``, ``target``, ``repository``, ``image_id``, ``manifest_sha256``),
-        ``bases[i]`` the diff IDs of its base images. The caller holds every key's lock."""
+        ``bases[i]`` the diff IDs of its base images. The caller holds every key's lock. When
+        ``cancelled()`` turns true the save stops before its next blob and writes no record."""
+        from .plan import save_into
+
         self.ensure()
         temp = self.temp_path(wanted[0]["key"], "blob")
         try:
             with self._saving():
-                images = save_into(stream, [w["ref"] for w in wanted], self.blobs, bases, temp)
+                images = save_into(stream, [w["ref"] for w in wanted], self.blobs, bases, temp, cancelled)
                 entries = [self._commit(w, image) for w, image in zip(wanted, images, strict=True)]
         except OSError as exc:
             reason = "the disk is full" if exc.errno == errno.ENOSPC else (exc.strerror or str(exc))
