@@ -15,11 +15,11 @@ from __future__ import annotations
 import contextlib
 import re
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import NamedTuple
 
-from .engine.base import Engine
+from .engine.base import NO_CONTEXTS, Engine
 from .errors import BuildError, ConfigError
 from .key.inputs import Inputs
 from .key.spec import secret_arg
@@ -28,6 +28,17 @@ from .progress import Reporter, Silent
 from .project.settings import Target
 from .project.vcs import CommitProbe
 from .refs import KEY_LABEL, TARGET_LABEL, key_ref, qualified, target_id
+from .stages import (
+    NO_PLAN,
+    Plan,
+    StageKey,
+    describe,
+    plan,
+    replaceable,
+    stage_label,
+    stage_spec,
+    unsupported_reason,
+)
 from .store.records import Records
 from .store.tiers import Found, ImageTier, Publish
 
@@ -42,6 +53,7 @@ class Result(NamedTuple):
     tags: list[str]
     cacheable: bool = True
     stored: bool = False
+    restored: tuple[tuple[str, str], ...] = ()  # (stage, tier) of each stage a miss took from a tier
 
     def as_json(self) -> dict[str, object]:
         return {
@@ -54,6 +66,7 @@ class Result(NamedTuple):
             "tags": self.tags,
             "cacheable": self.cacheable,
             "stored": self.stored,
+            "restored": [{"stage": stage, "from": tier} for stage, tier in self.restored],
         }
 
 
@@ -74,6 +87,8 @@ class Resolver:
         self.keyer = keyer
         self.records = records  # None: no build records (`key --why` compares with nothing)
         self.reporter: Reporter = reporter or Silent()
+        self._no_restore: str | None = None  # why stages are not restored here ("": they are)
+        self._said_no_restore = False  # the reason is said once per resolver
 
     def key(self, target: Target) -> tuple[str, Inputs]:
         return self.keyer.key(target)
@@ -101,12 +116,18 @@ class Resolver:
             bases = self.keyer.base_layers(found.public["images"])
             return Publish(key, ref, target.name, target.repository, image_id, found.public, bases)
 
-        def finish(outcome: str, image_id: str, stored: bool = False, present: Sequence[str] = ()) -> Result:
+        def finish(
+            outcome: str,
+            image_id: str,
+            stored: bool = False,
+            present: Sequence[str] = (),
+            plan: Plan = NO_PLAN,
+        ) -> Result:
             applied = self._apply_tags(image_id, tags() if callable(tags) else tags, present)
             if self.records is not None:
                 self._record(target, key, found)
             return Result(target.name, key, ref, image_id, outcome, time.monotonic() - start, applied,
-                          cacheable, stored)  # fmt: skip
+                          cacheable, stored, plan.restored)  # fmt: skip
 
         if cacheable and not rebuild:
             hit = self._fetch(target, key, ref)
@@ -120,18 +141,23 @@ class Resolver:
                 hit = self._fetch(target, key, ref)
                 if hit is not None:
                     return finish(hit[0].name, hit[1].image_id, False, hit[1].repo_tags)
-            image_id = self._build(target, key, quiet_build)
+            plan = NO_PLAN if rebuild else self._plan(target, found)
+            image_id = self._build(target, key, quiet_build, plan.contexts)
+            stage_ids = self._build_stages(target, plan, quiet_build)
             # The key's tag only now, after the check: a build the context changed under keeps the tags
             # asked for but not the key's (the next run builds again), and a build whose stagecache was
             # killed meanwhile (its BuildKit client dies with it) never names an image with a key.
-            changed = cacheable and self._changed_during_build(target, key)
+            # A stage's inputs are part of its target's: the target's check covers its stage images.
+            changed = (cacheable or bool(stage_ids)) and self._changed_during_build(target, key)
             stored = False
             if not changed:
-                self.engine.tag(image_id, ref)
-                if save and cacheable:
-                    item = publishing(image_id)
-                    stored = any([tier.publish(item) for tier in self.tiers if tier.writable])
-            return finish("built", image_id, stored, () if changed else (ref,))
+                if cacheable:
+                    self.engine.tag(image_id, ref)
+                    if save:
+                        item = publishing(image_id)
+                        stored = any([tier.publish(item) for tier in self.tiers if tier.writable])
+                self._keep_stages(target, stage_ids, save=save)
+            return finish("built", image_id, stored, () if changed or not cacheable else (ref,), plan)
 
     # --- steps ----------------------------------------------------------------------------------------
     def _fetch(self, target: Target, key: str, ref: str) -> tuple[ImageTier, Found] | None:
@@ -168,10 +194,81 @@ class Resolver:
                 held.enter_context(tier.lock(key, on_wait=waiting))
             yield
 
-    def _build(self, target: Target, key: str, quiet: bool) -> str:
-        self.reporter.step(target.name, "building with BuildKit")
+    # --- stages (stages.py) ----------------------------------------------------------------------------
+    def _plan(self, target: Target, found: Inputs) -> Plan:
+        """A miss: the stages of the target some tier has stand in for them (:func:`stages.plan`)."""
+        if self._no_restore is None:
+            self._no_restore = unsupported_reason(self.engine.engine()) or ""
+        build_args = self.keyer.build_args(target)
+        if self._no_restore:
+            names = replaceable(
+                found.dockerfile, found.dockerfile.reached(found.stage, build_args), build_args
+            )
+            if names - {found.stage.name} and not self._said_no_restore:  # something to restore: why not
+                self.reporter.step(target.name, f"no stage restored: {self._no_restore}")
+                self._said_no_restore = True
+            return NO_PLAN
+        done = plan(
+            found,
+            build_args,
+            key_of=lambda stage: self.key(target._replace(spec=stage_spec(target.spec, stage))),
+            fetch=lambda item: self._fetch_stage(target, item),
+        )
+        if done.restored:
+            self.reporter.step(target.name, describe(done))
+        return done
+
+    def _fetch_stage(self, target: Target, item: StageKey) -> tuple[str, str] | None:
+        ref = key_ref(target.repository, item.key)
+        for tier in self.tiers:
+            if tier.fetch(item.key, ref, stage_label(target.name, item.stage)) is not None:
+                return tier.name, ref
+        return None
+
+    def _build_stages(self, target: Target, plan: Plan, quiet: bool) -> list[tuple[StageKey, str]]:
+        """The image of each stage the plan keeps (BuildKit's cache is warm: an export each)."""
+        out = []
+        for item in plan.publish:
+            name = stage_label(target.name, item.stage)
+            try:
+                image_id = self._build(target, item.key, True, plan.contexts, stage=item.stage)
+            except BuildError as exc:
+                self.reporter.warn(f"{name}: the stage's image was not made, so not kept: {exc}")
+                continue
+            out.append((item, image_id))
+        return out
+
+    def _keep_stages(self, target: Target, built: Sequence[tuple[StageKey, str]], *, save: bool) -> None:
+        """Each stage image under its key: tagged in the daemon, published to each writable tier."""
+        for item, image_id in built:
+            ref = key_ref(target.repository, item.key)
+            self.engine.tag(image_id, ref)
+            if not save:
+                continue
+            name = stage_label(target.name, item.stage)
+            bases = self.keyer.base_layers(item.inputs.public["images"])
+            publish = Publish(item.key, ref, name, target.repository, image_id, item.inputs.public, bases)
+            for tier in self.tiers:
+                if tier.writable:
+                    with tier.lock(item.key):
+                        if not tier.has(item.key):  # another process may have kept it meanwhile
+                            tier.publish(publish)
+
+    def _build(
+        self,
+        target: Target,
+        key: str,
+        quiet: bool,
+        contexts: Mapping[str, str] = NO_CONTEXTS,
+        *,
+        stage: str | None = None,
+    ) -> str:
+        """Build the target (or ``stage``, one of its stages, labelled as kept under ``key``)."""
         spec = target.spec
-        labels = {**spec.labels, KEY_LABEL: key, TARGET_LABEL: target.name}
+        name = target.name if stage is None else stage_label(target.name, stage)
+        if stage is None:
+            self.reporter.step(target.name, "building with BuildKit")
+        labels = {**spec.labels, KEY_LABEL: key, TARGET_LABEL: name}
         import tempfile  # only a build needs it
 
         with tempfile.TemporaryDirectory(prefix="stagecache-") as tmp:
@@ -179,7 +276,7 @@ class Resolver:
             done = self.engine.build(
                 context=spec.context,
                 dockerfile=spec.dockerfile,
-                target=spec.stage,
+                target=spec.stage if stage is None else stage,
                 tags=[],
                 build_args=spec.build_args,
                 labels=labels,
@@ -191,13 +288,14 @@ class Resolver:
                     n for n, v in spec.build_args.items() if secret_arg(n, v, self.keyer.secret_patterns)
                 ],
                 secrets=spec.secrets,
+                build_contexts=contexts,
             )
             if done.returncode != 0:
-                raise BuildError(target.name, done.stderr or "")
+                raise BuildError(name, done.stderr or "")
             try:
                 return iidfile.read_text().strip()
             except OSError:
-                raise BuildError(target.name, "docker buildx build wrote no image ID (--iidfile)") from None
+                raise BuildError(name, "docker buildx build wrote no image ID (--iidfile)") from None
 
     def _changed_during_build(self, target: Target, key: str) -> bool:
         """Whether the context or a base image changed while BuildKit read them (then the image may not

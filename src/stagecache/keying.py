@@ -119,12 +119,21 @@ class Keyer:
                 secret_patterns=self.secret_patterns,
                 memo=memo,
                 salt=self.redaction_key,
-                cli_build_args=cli_build_args(os.environ, Path.home()),
+                cli_build_args=self.cli_build_args(),
                 frontend=self.frontend(),
             )
         finally:
             if cache is not None:
                 cache.save()
+
+    def cli_build_args(self) -> dict[str, str]:
+        """The build args the docker CLI adds on its own (its config's proxies)."""
+        return cli_build_args(os.environ, Path.home())
+
+    def build_args(self, target: Target) -> dict[str, str]:
+        """The build args BuildKit gets for a target, as the key reads them: the CLI's, then the target's."""
+        spec_args = target.spec.build_args
+        return {**{k: v for k, v in self.cli_build_args().items() if k not in spec_args}, **spec_args}
 
     def key(self, target: Target) -> tuple[str, Inputs]:
         found = self.inputs(target)

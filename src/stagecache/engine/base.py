@@ -9,10 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any, NamedTuple, Protocol
 
 from ..key.spec import NO_OPTIONS, BuildOptions, BuildSecret
 from ..process import Completed
+
+NO_CONTEXTS: Mapping[str, str] = MappingProxyType({})
 
 
 class EngineInfo(NamedTuple):
@@ -130,6 +133,7 @@ class Engine(Protocol):
         options: BuildOptions = NO_OPTIONS,
         env_args: Collection[str] = (),
         secrets: Sequence[BuildSecret] = (),
+        build_contexts: Mapping[str, str] = NO_CONTEXTS,
     ) -> Completed: ...
     def save_file(self, image: str | Sequence[str], path: Path) -> None: ...
     def load(self, chunks: Iterable[bytes]) -> str: ...

@@ -21,7 +21,7 @@ from ..key.spec import NO_OPTIONS, BuildOptions, BuildSecret
 from ..process import Completed, Runner, run
 from ..refs import KEY_LABEL, LABEL_PREFIX, is_key_ref, split_tag
 from .api import EngineAPI
-from .base import Compose, EngineInfo, ImageInfo
+from .base import NO_CONTEXTS, Compose, EngineInfo, ImageInfo
 
 
 def argv(*base: str, **options: str | bool | int | Iterable[str] | None) -> list[str]:
@@ -44,6 +44,11 @@ def argv(*base: str, **options: str | bool | int | Iterable[str] | None) -> list
             for item in value:
                 out += [flag, item]
     return out
+
+
+def image_context(ref: str) -> str:
+    """A build context that is an image of the daemon's (BuildKit's ``docker-image://`` source)."""
+    return f"docker-image://{ref}"
 
 
 class Docker:
@@ -201,6 +206,7 @@ class Docker:
         options: BuildOptions = NO_OPTIONS,
         env_args: Collection[str] = (),
         secrets: Sequence[BuildSecret] = (),
+        build_contexts: Mapping[str, str] = NO_CONTEXTS,
     ) -> Completed:
         """``docker buildx build --load`` one target. Progress goes to the terminal unless ``quiet``.
 
@@ -210,7 +216,9 @@ class Docker:
         which every user can (``ps``); BuildKit gets the same value either way. BuildKit's progress
         names a ``RUN`` step by its command with the args expanded, so the progress of such a build is
         shown through a mask (:func:`stagecache.process.run_masked`). ``secrets`` are
-        ``--secret id=…,src=…|env=…``: the CLI reads them, stagecache never does.
+        ``--secret id=…,src=…|env=…``: the CLI reads them, stagecache never does. ``build_contexts``
+        maps a stage's name to an image in the daemon that stands in for the stage
+        (``--build-context NAME=docker-image://REF``: BuildKit named contexts).
         """
         env = {k: v for k, v in build_args.items() if k in env_args}
         for value in env.values():
@@ -223,6 +231,7 @@ class Docker:
             tag=list(tags),
             build_arg=[k if k in env else f"{k}={v}" for k, v in build_args.items()],
             secret=[s.flag() for s in secrets],
+            build_context=[f"{name}={image_context(ref)}" for name, ref in build_contexts.items()],
             label=[f"{k}={v}" for k, v in labels.items()],
             platform=platform,
             add_host=list(options.extra_hosts),
