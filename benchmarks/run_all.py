@@ -2,6 +2,8 @@
 
     .venv/bin/python benchmarks/run_all.py [--repeat N] [--profile] [--only NAME ...]
 
+replay (a commit history on a cold runner, ~10 minutes) runs on the bench lane, which it starts (root).
+
 Each benchmark runs in its own process and writes benchmarks/results/<name>.json; the summary is read
 from those files. The exit status is 0 when every benchmark ran, whether or not its goals were met
 (the verdicts say that); it is 1 when one of them failed to run.
@@ -17,7 +19,10 @@ import time
 
 import _common as c
 
-BENCHMARKS = ("warm_hit", "compose_hit", "cold_restore", "key_speed", "key_differential", "test_run")
+BENCHMARKS = ("warm_hit", "compose_hit", "cold_restore", "key_speed", "key_differential", "test_run",
+              "warm_edit", "replay")  # fmt: skip
+# One pass over a commit history (on the bench lane, which it starts): no --repeat, no --profile.
+ONE_PASS = {"replay"}
 
 
 def main() -> int:
@@ -33,9 +38,9 @@ def main() -> int:
     started = time.monotonic()
     for name in names:
         argv = [sys.executable, str(c.REPO / "benchmarks" / f"{name}.py")]
-        if args.repeat is not None:
+        if args.repeat is not None and name not in ONE_PASS:
             argv += ["--repeat", str(args.repeat)]
-        if args.profile:
+        if args.profile and name not in ONE_PASS:
             argv.append("--profile")
         print(f"=== {name}", flush=True)
         start = time.monotonic()
@@ -56,7 +61,8 @@ def main() -> int:
             print(f"machine: {c.describe(data['machine'])}")
         for check in data["checks"]:
             checks.append(check)
-            print(f"{name:13} {check['verdict']}  (median of {data['repeat']})")
+            how = f"{data['commits']} commits" if name in ONE_PASS else f"median of {data['repeat']}"
+            print(f"{name:13} {check['verdict']}  ({how})")
     met = sum(1 for check in checks if check["met"])
     print(f"{met} of {len(checks)} goals met" + (f"; failed to run: {', '.join(failed)}" if failed else ""))
     return 1 if failed else 0
