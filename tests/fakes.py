@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
 import io
 import json
 import tarfile
-from collections.abc import Callable, Collection, Container, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Container, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from stagecache.engine.base import NO_CONTEXTS, Compose, EngineInfo, ImageInfo
 from stagecache.errors import CommandError
@@ -204,6 +205,16 @@ class FakeEngine:
             _add_member(tar, "repositories", json.dumps({repository: {tag: "x"}}).encode())
             for member, content in members.items():
                 _add_member(tar, member, content)
+
+    @contextlib.contextmanager
+    def save_stream(self, images: Sequence[str]) -> Iterator[IO[bytes]]:
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "save.tar"
+            self.save_file(list(images), path)
+            with open(path, "rb") as fh:
+                yield fh
 
     def load(self, chunks: Iterable[bytes]) -> str:
         self.calls.append("load")

@@ -33,6 +33,7 @@ class App:
         self.engine = engine
         self.reporter: Reporter = reporter or Silent()
         self._store: DirectoryStore | None = None
+        self._saving: list[ImageTier] = []  # tiers whose saves run in the background (close() waits)
 
     @classmethod
     def load(cls, opts: Options, engine: Engine, reporter: Reporter | None = None) -> App:
@@ -52,8 +53,9 @@ class App:
         return Records(self.store().records_dir)
 
     def resolver(self, *, use_store: bool = True) -> Resolver:
-        """Images through the tiers: the daemon, then (with ``use_store``) the store; records kept."""
-        return resolver_for(
+        """Images through the tiers: the daemon, then (with ``use_store``) the store; records kept.
+        Saves into the store run beside the command; :meth:`close` waits for them."""
+        resolver = resolver_for(
             self.engine,
             self.store() if use_store else None,
             reporter=self.reporter,
@@ -63,7 +65,16 @@ class App:
             start_watchers=self.settings.tool.get("watch") is True,
             redaction_key=self.redaction_key(),
             store_max_size=self.settings.store_max_size,
+            background=True,
         )
+        self._saving += [tier for tier in resolver.tiers if hasattr(tier, "finish")]
+        return resolver
+
+    def close(self, *, cancel: bool = False) -> None:
+        """Wait for the saves into the store to end (``cancel``: stop them between two blobs)."""
+        for tier in self._saving:
+            tier.finish(cancel=cancel)  # type: ignore[attr-defined]
+        self._saving = []
 
     def redaction_key(self) -> Callable[[], bytes]:
         """The HMAC key of secret build args: the store's, also for a command that does not use the
@@ -84,10 +95,12 @@ def resolver_for(
     start_watchers: bool = False,
     redaction_key: Callable[[], bytes] | None = None,
     store_max_size: int | None = None,
+    background: bool = False,
 ) -> Resolver:
     """A resolver over the daemon and, given one, a directory store (whose records it keeps too).
     Without ``digest_cache_dir`` file digests are not remembered; without ``watch_dir`` no watcher
-    is asked; without ``redaction_key``, secret build args are digested under a key of this process's."""
+    is asked; without ``redaction_key``, secret build args are digested under a key of this process's.
+    With ``background``, saves into the store run in a thread (the tier's ``finish()`` waits for them)."""
     from .build import Resolver
     from .keying import Keyer
     from .store.daemon import DaemonTier
@@ -108,7 +121,13 @@ def resolver_for(
     records = None
     if store is not None:
         store.ensure()
-        tiers.append(DirectoryTier(store, engine, reporter, store_max_size))
+        local = DirectoryTier(store, engine, reporter, store_max_size)
+        if background:
+            from .store.background import BackgroundTier
+
+            tiers.append(BackgroundTier(local, reporter))
+        else:
+            tiers.append(local)
         records = Records(store.records_dir)
     return Resolver(engine, tiers, keyer, records=records, reporter=reporter)
 

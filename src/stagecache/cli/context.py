@@ -29,6 +29,7 @@ class Context:
         self.out = out
         self.reporter = reporter
         self._engine = engine
+        self._apps: list[App] = []
 
     def engine(self, *, reachable: bool = True) -> Engine:
         """The Docker engine; with ``reachable``, an EngineError now if none answers."""
@@ -66,4 +67,12 @@ class Context:
         """The project, read through the engine (a compose file is read by ``docker compose``)."""
         from ..app import App
 
-        return App.load(self.options(), self.engine(reachable=reachable), self.reporter)
+        app = App.load(self.options(), self.engine(reachable=reachable), self.reporter)
+        self._apps.append(app)
+        return app
+
+    def close(self, *, cancel: bool = False) -> None:
+        """End the command's background work: wait for its saves into the store, or (``cancel``:
+        interrupted, failed) stop them cleanly."""
+        for app in self._apps:
+            app.close(cancel=cancel)

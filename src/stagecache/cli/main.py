@@ -70,10 +70,18 @@ def _run(args: argparse.Namespace, stream: Output, engine: Engine | None) -> int
     ctx = Context(args, out, TerminalReporter(sys.stderr, quiet=args.quiet), engine)
     try:
         code = int(handler(args.command)(args, ctx))
+        ctx.close()  # the saves into the store end (or fail, said in a line) before the command does
         out.flush()
     except OutputClosed:
+        ctx.close()
         _drop_stdout(stream)
         return ExitCode.OK
+    except KeyboardInterrupt:
+        ctx.close(cancel=True)  # a save in progress stops between two blobs and records nothing
+        raise
+    except BaseException:
+        ctx.close()  # a failed build does not undo the saves of the targets built before it
+        raise
     return code
 
 

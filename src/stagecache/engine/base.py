@@ -8,9 +8,10 @@ a fake fed with JSON recorded from a real engine (``tests/fakes.py``).
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, NamedTuple, Protocol
+from typing import IO, Any, NamedTuple, Protocol
 
 from ..key.spec import NO_OPTIONS, BuildOptions, BuildSecret
 from ..process import Completed
@@ -136,6 +137,7 @@ class Engine(Protocol):
         build_contexts: Mapping[str, str] = NO_CONTEXTS,
     ) -> Completed: ...
     def save_file(self, image: str | Sequence[str], path: Path) -> None: ...
+    def save_stream(self, images: Sequence[str]) -> AbstractContextManager[IO[bytes]]: ...
     def load(self, chunks: Iterable[bytes]) -> str: ...
 
     # --- containers and compose ---

@@ -11,9 +11,9 @@ from __future__ import annotations
 import contextlib
 import json
 import urllib.parse
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from .. import process, redaction, trace
 from ..errors import CommandError, ConfigError, EngineError
@@ -257,6 +257,29 @@ class Docker:
     def save_file(self, image: str | Sequence[str], path: Path) -> None:
         """``docker save -o PATH IMAGE...`` (several images: a layer they share is written once)."""
         self._run("save", "--output", str(path), *([image] if isinstance(image, str) else image))
+
+    @contextlib.contextmanager
+    def save_stream(self, images: Sequence[str]) -> Iterator[IO[bytes]]:
+        """``docker save IMAGE...`` read as it is written (no temp file); CommandError at the end of
+        the block when it failed."""
+        import tempfile
+
+        with (
+            tempfile.TemporaryFile() as err_file,
+            process.spawn([self.binary, "save", *images], stdout=process.PIPE, stderr=err_file) as proc,
+        ):
+            assert proc.stdout is not None
+            try:
+                yield proc.stdout
+            except BaseException:
+                proc.kill()
+                raise
+            proc.stdout.read()  # what the reader left (an archive's end padding)
+            if proc.wait() != 0:
+                err_file.seek(0)
+                raise CommandError(
+                    ["docker", "save", *images], proc.returncode, err_file.read().decode(errors="replace")
+                )
 
     def load(self, chunks: Iterable[bytes]) -> str:
         """Feed a ``docker save`` stream to ``docker load``; returns what it printed."""

@@ -170,6 +170,8 @@ class DirectoryStore:
         ``wanted`` (``key``, ``ref``, ``target``, ``repository``, ``image_id``, ``manifest_sha256``),
         ``bases[i]`` the diff IDs of its base images. The caller holds every key's lock. When
         ``cancelled()`` turns true the save stops before its next blob and writes no record."""
+        import tarfile
+
         from .plan import save_into
 
         self.ensure()
@@ -178,6 +180,10 @@ class DirectoryStore:
             with self._saving():
                 images = save_into(stream, [w["ref"] for w in wanted], self.blobs, bases, temp, cancelled)
                 entries = [self._commit(w, image) for w, image in zip(wanted, images, strict=True)]
+        except (tarfile.TarError, EOFError) as exc:  # a save cut short: no record was written
+            raise StoreError(
+                f"could not save into store {self.root}: {exc}; the store is unchanged"
+            ) from None
         except OSError as exc:
             reason = "the disk is full" if exc.errno == errno.ENOSPC else (exc.strerror or str(exc))
             raise StoreError(

@@ -95,10 +95,10 @@ class DirectoryTier:
     def publish(self, item: Publish) -> bool:
         return self.publish_many([item]) == 1
 
-    def publish_many(self, items: Sequence[Publish]) -> int:
+    def publish_many(self, items: Sequence[Publish], cancelled: Callable[[], bool] = lambda: False) -> int:
         """Keep the daemon's images of ``items`` (one ``docker save`` for all: a layer they share is
         read once); the caller holds each key's lock. How many were kept; a warning says why not."""
-        from .plan import ForeignArchive, Resave
+        from .plan import Cancelled, ForeignArchive, Resave
 
         names = ", ".join(dict.fromkeys(i.target for i in items))
         wanted = [
@@ -107,21 +107,20 @@ class DirectoryTier:
             for i in items
         ]  # fmt: skip
         bases = [i.base_layers for i in items]
-        saved = self.store.temp_path(items[0].key, "tar")
+        refs = [i.ref for i in items]
         start = time.monotonic()
         try:
-            self.engine.save_file([i.ref for i in items], saved)
             try:
-                with open(saved, "rb") as fh:
-                    entries = self.store.put_images(fh, wanted, bases)
+                with self.engine.save_stream(refs) as stream:
+                    entries = self.store.put_images(stream, wanted, bases, cancelled)
             except Resave:  # a base layer is needed further up after all: keep every layer
-                with open(saved, "rb") as fh:
-                    entries = self.store.put_images(fh, wanted, [[] for _ in items])
+                with self.engine.save_stream(refs) as stream:
+                    entries = self.store.put_images(stream, wanted, [[] for _ in items], cancelled)
+        except Cancelled:
+            return 0
         except (StoreError, CommandError, OSError, ValueError, KeyError, ForeignArchive) as exc:
             self.reporter.warn(f"{names}: not stored: {exc}")
             return 0
-        finally:
-            saved.unlink(missing_ok=True)
         added = sum(e.new_bytes for e in entries)
         self.last_saved = Saved(
             len(entries), added, sum(e.image_bytes for e in entries), time.monotonic() - start

@@ -19,7 +19,7 @@ import json
 import posixpath
 import re
 import tarfile
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any, NamedTuple
 
@@ -86,6 +86,10 @@ def _check_one_image(name: str, data: bytes) -> None:
         raise ForeignArchive(f"its {name} does not describe an image")
 
 
+class Cancelled(Exception):
+    """The save was called off (the command was interrupted): nothing is recorded."""
+
+
 class Resave(Exception):
     """A layer left out because a base image has it is needed by an image after all (the same layer
     again, further up): save once more, keeping every layer."""
@@ -115,7 +119,12 @@ class Image(NamedTuple):
 
 
 def save_into(
-    stream: IO[bytes], refs: Sequence[str], blobs: Blobs, bases: Sequence[Sequence[Sequence[str]]], temp: Path
+    stream: IO[bytes],
+    refs: Sequence[str],
+    blobs: Blobs,
+    bases: Sequence[Sequence[Sequence[str]]],
+    temp: Path,
+    cancelled: Callable[[], bool] = lambda: False,
 ) -> list[Image]:
     """Read a ``docker save`` tar of ``refs`` from ``stream`` into ``blobs``; one plan per ref.
     ``bases[i]``: the diff IDs of the base images of ``refs[i]`` (their layers are not kept)."""
@@ -130,6 +139,8 @@ def save_into(
         raise ForeignArchive(f"it is not a docker save archive ({exc})") from None
     with tar:
         for info in tar:
+            if cancelled():
+                raise Cancelled
             name = posixpath.normpath(info.name.lstrip("/"))
             if not info.isfile() or name == "repositories":
                 continue
@@ -190,6 +201,8 @@ def _plan(
         blob = stored.get(name)
         if blob is None:
             raise ForeignArchive(f"{name} is missing from it")
+        if any(m.name == name for m in members):  # a layer listed twice is one member of the tar
+            return
         members.append(Member(name, blob.digest, blob.content_size, blob.compressed))
         used[blob.digest] = blob
 

@@ -1,0 +1,115 @@
+"""Saves that nobody waits for: a built image is in the daemon, so what follows (the tests, the next
+target) need not wait for it to reach the store.
+
+:class:`BackgroundTier` is the directory tier with its ``publish`` run in a thread of its own: the
+resolver hands it the image and goes on; images handed over while a save runs go into the next
+save together (one ``docker save``, their shared layers read once). The command waits for the last
+save before it exits (:meth:`BackgroundTier.finish`), and says in one line what was stored, how many
+bytes were new, and how long it took. Interrupted (Ctrl-C, a failure), the save in progress stops
+between two blobs and writes no record: the store holds the entry whole or not at all.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+
+from ..progress import Reporter
+from .local import DirectoryTier
+from .tiers import Found, Publish
+
+
+class BackgroundTier:
+    """A :class:`DirectoryTier` whose saves run beside the caller."""
+
+    writable = True
+
+    def __init__(self, tier: DirectoryTier, reporter: Reporter) -> None:
+        self.tier = tier
+        self.reporter = reporter
+        self._pending: list[Publish] = []
+        self._lock = threading.Lock()
+        self._worker: threading.Thread | None = None
+        self._current: list[Publish] = []
+        self._cancelled = threading.Event()
+        self.saved = 0  # entries stored by this process's saves
+        self.failed = 0
+
+    @property
+    def name(self) -> str:
+        return self.tier.name
+
+    def has(self, key: str) -> bool:
+        return self.tier.has(key)
+
+    def fetch(self, key: str, ref: str, target: str) -> Found | None:
+        return self.tier.fetch(key, ref, target)
+
+    def lock(self, key: str, on_wait: Callable[[], None] | None = None) -> AbstractContextManager[None]:
+        return self.tier.lock(key, on_wait)
+
+    def publish(self, item: Publish) -> bool:
+        """Queue the image for the store and return at once (True: it is on its way)."""
+        with self._lock:
+            if any(p.key == item.key for p in self._pending):
+                return True
+            self._pending.append(item)
+            if self._worker is None or not self._worker.is_alive():
+                self._worker = threading.Thread(target=self._work, name="stagecache-save", daemon=True)
+                self._worker.start()
+        return True
+
+    def _work(self) -> None:
+        while not self._cancelled.is_set():
+            with self._lock:
+                batch, self._pending = self._pending, []
+                self._current = batch
+                if not batch:
+                    self._worker = None
+                    return
+            try:
+                self._save(batch)
+            except Exception as exc:  # noqa: BLE001 -- a save never fails the command: it is said
+                self.failed += len(batch)
+                self.reporter.warn(f"{_names(batch)}: not stored: {exc}")
+
+    def _save(self, batch: list[Publish]) -> None:
+        start = time.monotonic()
+        with contextlib.ExitStack() as held:
+            # Each key's lock: the resolver let go of it once the image was in the daemon. Another
+            # process may have stored a key meanwhile; it is not saved twice.
+            for item in sorted(batch, key=lambda i: i.key):
+                held.enter_context(self.tier.lock(item.key))
+            todo = [item for item in batch if self.tier.store.get(item.key) is None]
+            if not todo:
+                return
+            stored = self.tier.publish_many(todo, cancelled=self._cancelled.is_set)
+        self.saved += stored
+        self.failed += len(todo) - stored
+        done = self.tier.last_saved
+        if stored and done is not None:
+            self.reporter.step(
+                _names(todo),
+                f"stored {stored} image{'s' if stored > 1 else ''} in the store: "
+                f"{done.new_bytes / 1e6:.1f} MB new of {done.image_bytes / 1e6:.0f} MB, "
+                f"{time.monotonic() - start:.1f}s",
+            )
+
+    def finish(self, *, cancel: bool = False) -> None:
+        """Wait for the saves: all of them, or (``cancel``) the one in progress to stop cleanly."""
+        if cancel:
+            self._cancelled.set()
+        worker = self._worker
+        if worker is None:
+            return
+        if worker.is_alive() and not cancel:
+            self.reporter.step(_names(self._current) or "store", "waiting for the save into the store")
+        while worker.is_alive():
+            worker.join(0.2)
+
+
+def _names(items: list[Publish]) -> str:
+    return ", ".join(dict.fromkeys(i.target for i in items))
