@@ -647,11 +647,14 @@ def fmt_bytes(n: float) -> str:
 def summarize(runs: list[Run], n_commits: int) -> tuple[list[str], dict[str, Any], list[c.Check]]:
     by = {(r.commit, r.approach): r for r in runs}
     out: list[str] = []
+    failed = {a: [r.commit for r in runs if r.approach == a and not r.passed] for a in APPROACHES}
+    # Totals, medians and ratios count the commits where all three ran their tests to a pass.
+    bad = {i for commits in failed.values() for i in commits}
+    all_runs, runs = runs, [r for r in runs if r.commit not in bad]
     kinds = list(dict.fromkeys(r.kind for r in runs))
     total = {a: sum(r.seconds for r in runs if r.approach == a) for a in APPROACHES}
     final_bytes = {a: by[(n_commits - 1, a)].cache_bytes for a in APPROACHES}
-    stale = {a: [r.commit for r in runs if r.approach == a and r.stale] for a in APPROACHES}
-    failed = {a: [r.commit for r in runs if r.approach == a and not r.passed] for a in APPROACHES}
+    stale = {a: [r.commit for r in all_runs if r.approach == a and r.stale] for a in APPROACHES}
     per_kind = {k: {a: statistics.median([r.seconds for r in runs if r.kind == k and r.approach == a])
                     for a in APPROACHES} for k in kinds}  # fmt: skip
     out.append(f"{'':22}" + "".join(f"{a:>14}" for a in APPROACHES))
@@ -665,6 +668,8 @@ def summarize(runs: list[Run], n_commits: int) -> tuple[list[str], dict[str, Any
     out.append(
         f"{'cache bytes at the end':22}" + "".join(f"{fmt_bytes(final_bytes[a]):>14}" for a in APPROACHES)
     )
+    if bad:
+        out.append(f"left out of totals, medians and ratios: commits {', '.join(map(str, sorted(bad)))}")
     for a in APPROACHES:
         if stale[a]:
             out.append(f"stale: {a} at commits {', '.join(map(str, stale[a]))}")
@@ -695,6 +700,7 @@ def summarize(runs: list[Run], n_commits: int) -> tuple[list[str], dict[str, Any
         "median_seconds_by_kind": per_kind,
         "stale_commits": stale,
         "failed_commits": failed,
+        "commits_left_out": sorted(bad),
         "cache_bytes_at_end": final_bytes,
         "code_only_stagecache_over_seed_hit": vs_hit,
         "code_only_store_added_over_changed_layers": growth,
