@@ -37,7 +37,7 @@ from .entry import HEX, Entry
 from .files import alive, atomic_write, flocked, hostname, key_hex
 
 if TYPE_CHECKING:  # plan.py imports tarfile: only a save or a load needs it, never a warm hit
-    from .plan import Image
+    from .plan import Image, Member
 
 FORMAT = "v2"
 RECORDS = "v1"  # the records and the redaction key: their format did not change
@@ -225,7 +225,7 @@ class DirectoryStore:
             manifest_digest=manifest.digest,
             stored_bytes=0,
             new_bytes=image.new_bytes + (manifest.size if manifest.new else 0),
-            image_bytes=sum(m.size for m in members) + 512 * (len(members) + 2),
+            image_bytes=sum(_tar_bytes(m) for m in members) + 1024,
             manifest_sha256=wanted["manifest_sha256"],
             created=now,
             last_used=now,
@@ -431,3 +431,10 @@ class DirectoryStore:
             if doomed:
                 self.write_index()
         return doomed
+
+
+def _tar_bytes(member: Member) -> int:
+    """The bytes one member takes in the tar a load streams: its header, its data padded to a block."""
+    inline = member.digest.startswith("inline:")
+    size = len(member.digest.removeprefix("inline:").encode()) if inline else member.size
+    return 512 + -(-size // 512) * 512

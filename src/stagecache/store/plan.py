@@ -169,8 +169,9 @@ def save_into(
     manifest = _json(named["manifest.json"], "manifest.json")
     index = _json(named["index.json"], "index.json") if "index.json" in named else None
     images = []
+    claimed: set[str] = set()  # new blobs an earlier image of this save counted already
     for ref, chains in zip(refs, bases, strict=True):
-        images.append(_plan(ref, chains, manifest, index, named, stored, base_sizes, blobs))
+        images.append(_plan(ref, chains, manifest, index, named, stored, base_sizes, blobs, claimed))
     return images
 
 
@@ -183,6 +184,7 @@ def _plan(
     stored: dict[str, Stored],
     base_sizes: dict[str, int],
     blobs: Blobs,
+    claimed: set[str],
 ) -> Image:
     entry = _pick(manifest, ref, lambda image: image.get("RepoTags") or ())
     config_name = posixpath.normpath(entry["Config"])
@@ -232,7 +234,8 @@ def _plan(
     if index is not None:
         doc = {k: v for k, v in index.items() if k != "manifests"} | {"manifests": descriptors}
         members.append(Member("index.json", "inline:" + json.dumps(doc, separators=(",", ":")), 0))
-    new = sum(b.size for b in used.values() if b.new)
+    new = sum(b.size for d, b in used.items() if b.new and d not in claimed)  # a shared layer once
+    claimed.update(used)
     return Image(ref, members, config, layers, new)
 
 
