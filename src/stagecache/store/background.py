@@ -105,10 +105,16 @@ class BackgroundTier:
         worker = self._worker
         if worker is None:
             return
+        names = _names(self._current) or "store"
         if worker.is_alive() and not cancel:
-            self.reporter.step(_names(self._current) or "store", "waiting for the save into the store")
+            self.reporter.step(names, "waiting for the save into the store")
+        stopped = cancel and worker.is_alive()
         while worker.is_alive():
             worker.join(0.2)
+        if stopped:
+            self.reporter.warn(
+                f"{names}: save into the store stopped before its record; the store is unchanged"
+            )
 
 
 def _names(items: list[Publish]) -> str:
