@@ -313,14 +313,14 @@ class DirectoryStore:
         """Check every blob each entry uses against its digest; entries with a missing or damaged
         blob are removed (and the damaged blob) and reported."""
         problems: list[tuple[Entry, str]] = []
-        checked: dict[str, bool] = {}
+        checked: dict[str, str] = {}  # digest -> "" (sound), "missing" or "damaged", found once
         for entry in self.entries():
             for digest in sorted(entry.blobs()):
                 if digest not in checked:
-                    checked[digest] = self.blobs.check(digest)
-                if not checked[digest]:
                     gone = not self.blobs.path(digest).exists()
-                    problems.append((entry, f"blob {digest[:19]} is {'missing' if gone else 'damaged'}"))
+                    checked[digest] = "" if self.blobs.check(digest) else "missing" if gone else "damaged"
+                if checked[digest]:  # every entry that uses it is told why, not "missing" once removed
+                    problems.append((entry, f"blob {digest[:19]} is {checked[digest]}"))
                     self.blobs.remove(digest)
                     self.remove(entry.key)
                     break

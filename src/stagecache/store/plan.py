@@ -34,6 +34,8 @@ INDEX_TYPES = (
     "application/vnd.docker.distribution.manifest.list.v2+json",
 )
 BASE = "base"  # a member kept as an empty file: a base image's layer
+# 20.10's ``<layer id>/VERSION`` and ``/json``: ``docker load`` reads manifest.json, never these
+LEGACY_METADATA = re.compile(r"[0-9a-f]{64}/(VERSION|json)")
 
 
 class ForeignArchive(StoreError):
@@ -142,7 +144,7 @@ def save_into(
             if cancelled():
                 raise Cancelled
             name = posixpath.normpath(info.name.lstrip("/"))
-            if not info.isfile() or name == "repositories":
+            if not info.isfile() or name == "repositories" or LEGACY_METADATA.fullmatch(name):
                 continue
             if name in NAMED or name == "oci-layout":
                 if info.size > SMALL or name in named:
