@@ -10,20 +10,15 @@ import importlib
 import os
 import subprocess
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from stagecache.cli import main
 from stagecache.store.directory import DirectoryStore
+from tests.storekit import image, put
 
 PIPE_BUFFER = 64 * 1024
-
-
-def _one_byte(sink: Callable[[bytes], None]) -> int:
-    sink(b"x")
-    return 1
 
 
 @pytest.fixture(scope="module")
@@ -31,8 +26,7 @@ def big_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("pipe") / "store"
     store = DirectoryStore(root)
     for i in range(150):
-        store.put(f"sha256:{i:064x}", _one_byte, target=f"t{i}", repository="r" * 1000,
-                  image_id="sha256:" + "1" * 64, manifest_sha256="2" * 64)  # fmt: skip
+        put(store, f"sha256:{i:064x}", image([b"x"], str(i)), target=f"t{i}", ref="r" * 1000 + ":x")
     return root
 
 

@@ -7,21 +7,16 @@ import json
 import os
 import re
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from stagecache.cli import main
 from stagecache.store.directory import DirectoryStore
+from tests.storekit import image, noise, put
 
 KEYS = ["sha256:" + c * 64 for c in "abc"]
 DATE = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ")
-
-
-def write_random(sink: Callable[[bytes], None]) -> int:
-    sink(os.urandom(5000))
-    return 5000
 
 
 @pytest.fixture
@@ -29,15 +24,8 @@ def store(tmp_path: Path) -> Path:
     root = tmp_path / "store"
     s = DirectoryStore(root)
     for i, key in enumerate(KEYS):
-        s.put(
-            key,
-            write_random,
-            target=f"t{i}",
-            repository="repo",
-            image_id="sha256:" + "1" * 64,
-            manifest_sha256="2" * 64,
-        )
-        os.utime(s.meta_path(key), (time.time() - 100 + i, time.time() - 100 + i))  # c is the newest
+        put(s, key, image([noise(5000 + i)], f"t{i}"), target=f"t{i}", ref="repo:x")
+        os.utime(s.meta_path(key), (time.time() + 100 + i, time.time() + 100 + i))  # c is the newest
     return root
 
 
@@ -72,28 +60,36 @@ def test_prune_needs_a_limit(store: Path, capsys: pytest.CaptureFixture[str]) ->
     assert "give --max-size, --keep or --older-than" in capsys.readouterr().err
 
 
-def test_verify_reports_and_removes_damage(store: Path) -> None:
+def own_blob(store: Path, key: str) -> Path:
+    """The file of the layer only this entry uses."""
     s = DirectoryStore(store)
-    s.archive_path(KEYS[0]).write_bytes(b"garbage")
+    entry = s.get(key)
+    assert entry is not None
+    layer = next(d for name, d, size, _ in entry.members if size >= 5000)
+    return s.blobs.path(layer)
+
+
+def test_verify_reports_and_removes_damage(store: Path) -> None:
+    own_blob(store, KEYS[0]).write_bytes(b"garbage")
     code, text = cli("store", "verify", "--store", str(store))
     assert code == 1
-    assert "t0: archive does not match its recorded digest; removed" in text
+    assert re.search(r"t0: blob sha256:\w+ is damaged; removed", text), text
     assert "2 entries ok, 1 damaged and removed" in text
     assert cli("store", "verify", "--store", str(store))[0] == 0
 
 
 def test_stray_files_and_bad_records_are_reported_then_repaired(store: Path) -> None:
     base = DirectoryStore(store).base
-    (base / "objects" / "notakey.tar.zst").write_bytes(b"x")
+    (base / "blobs" / "sha256" / "notakey.tar.zst").write_bytes(b"x")
     record = base / "meta" / f"{KEYS[1].removeprefix('sha256:')}.json"
-    record.write_text(json.dumps({**json.loads(record.read_text()), "archive_bytes": "many"}))
+    record.write_text(json.dumps({**json.loads(record.read_text()), "stored_bytes": "many"}))
     code, listed = cli("store", "ls", "--store", str(store))  # neither stops an ordinary command
     assert code == 0
     assert "2 entries" in listed  # of three, the bad one skipped
     code, text = cli("store", "verify", "--store", str(store))
     assert code == 1
-    assert "notakey.tar.zst: not an archive of this store (a stray file); skipped" in text
-    assert "field 'archive_bytes' is missing or wrong" in text
+    assert "notakey.tar.zst: not a blob of this store (a stray file); skipped" in text
+    assert "field 'stored_bytes' is missing or wrong" in text
     code, text = cli("store", "verify", "--repair", "--store", str(store))
     assert code == 1
     assert "2 other problem(s) removed" in text
@@ -131,14 +127,13 @@ def test_prune_and_verify_json(store: Path) -> None:
     assert data["dry_run"] is True
     assert [e["target"] for e in data["removed"]] == ["t1", "t0"]
     assert all(DATE.fullmatch(e["last_used"]) for e in data["removed"])
-    DirectoryStore(store).archive_path(KEYS[1]).write_bytes(b"garbage")
+    own_blob(store, KEYS[1]).write_bytes(b"garbage")
     code, text = cli("store", "verify", "--json", "--store", str(store))
     assert code == 1
     data = json.loads(text)
     assert data["ok"] == 2
-    assert [(d["target"], d["problem"]) for d in data["damaged"]] == [
-        ("t1", "archive does not match its recorded digest")
-    ]
+    assert [d["target"] for d in data["damaged"]] == ["t1"]
+    assert re.fullmatch(r"blob sha256:\w+ is damaged", data["damaged"][0]["problem"])
 
 
 def test_project_dir_before_the_command_finds_the_projects_store(
