@@ -390,7 +390,7 @@ HISTORY: list[tuple[str, str, list[Edit]]] = [
     ),
     (
         "code",
-        "api: notes carry their length",
+        "api: notes carry their length (and the test says so)",
         [
             ("app/version.py", 'VERSION = "r09"', 'VERSION = "r11"'),
             (
@@ -398,18 +398,25 @@ HISTORY: list[tuple[str, str, list[Edit]]] = [
                 'return [{"id": r[0], "body": r[1]} for r in rows]',
                 'return [{"id": r[0], "body": r[1], "length": len(r[1])} for r in rows]',
             ),
-        ],
-    ),
-    (
-        "test",
-        "tests: a note's length",
-        [
             (
                 "tests/test_api.py",
                 '    assert {"id": made.json()["id"], "body": "hello"} in client.get("/notes").json()\n',
                 '    listed = {n["id"]: n for n in client.get("/notes").json()}\n'
                 '    note_id = made.json()["id"]\n'
                 '    assert listed[note_id] == {"id": note_id, "body": "hello", "length": 5}\n',
+            ),
+        ],
+    ),
+    (
+        "test",
+        "tests: an empty note is refused",
+        [
+            (
+                "tests/test_api.py",
+                "def test_notes_roundtrip(",
+                "def test_empty_note(client: TestClient) -> None:\n"
+                '    assert client.post("/notes", json={"body": ""}).status_code == 422\n'
+                "\n\ndef test_notes_roundtrip(",
             ),
         ],
     ),
@@ -657,16 +664,16 @@ def summarize(runs: list[Run], n_commits: int) -> tuple[list[str], dict[str, Any
     stale = {a: [r.commit for r in all_runs if r.approach == a and r.stale] for a in APPROACHES}
     per_kind = {k: {a: statistics.median([r.seconds for r in runs if r.kind == k and r.approach == a])
                     for a in APPROACHES} for k in kinds}  # fmt: skip
-    out.append(f"{'':22}" + "".join(f"{a:>14}" for a in APPROACHES))
-    out.append(f"{'total seconds':22}" + "".join(f"{total[a]:>14.1f}" for a in APPROACHES))
+    out.append(f"{'':30}" + "".join(f"{a:>14}" for a in APPROACHES))
+    out.append(f"{'total seconds':30}" + "".join(f"{total[a]:>14.1f}" for a in APPROACHES))
     for k in kinds:
         n = sum(1 for r in runs if r.kind == k and r.approach == "seed")
         label = f"median {k} ({n})"
-        out.append(f"{label:22}" + "".join(f"{per_kind[k][a]:>14.1f}" for a in APPROACHES))
-    out.append(f"{'stale runs':22}" + "".join(f"{len(stale[a]):>14}" for a in APPROACHES))
-    out.append(f"{'failed runs':22}" + "".join(f"{len(failed[a]):>14}" for a in APPROACHES))
+        out.append(f"{label:30}" + "".join(f"{per_kind[k][a]:>14.1f}" for a in APPROACHES))
+    out.append(f"{'stale runs':30}" + "".join(f"{len(stale[a]):>14}" for a in APPROACHES))
+    out.append(f"{'failed runs':30}" + "".join(f"{len(failed[a]):>14}" for a in APPROACHES))
     out.append(
-        f"{'cache bytes at the end':22}" + "".join(f"{fmt_bytes(final_bytes[a]):>14}" for a in APPROACHES)
+        f"{'cache bytes at the end':30}" + "".join(f"{fmt_bytes(final_bytes[a]):>14}" for a in APPROACHES)
     )
     if bad:
         out.append(f"left out of totals, medians and ratios: commits {', '.join(map(str, sorted(bad)))}")
