@@ -74,6 +74,7 @@ class FakeEngine:
         self.build_error = ""  # non-empty: builds fail with this log
         self.build_tags: list[list[str]] = []  # the tags each build was asked to apply
         self.builds: list[tuple[str | None, dict[str, str]]] = []  # each build's stage and named contexts
+        self.bakes: list[list[str]] = []  # the targets of each bake
         self._template = fixture("image-inspect-key.json")[0]
         base = fixture("image-inspect-base.json")[0]
         self._add(base, [self.BASE])
@@ -183,6 +184,32 @@ class FakeEngine:
         data["Id"] = "sha256:" + hashlib.sha256(_config_bytes(data)).hexdigest()
         iidfile.write_text(self._add(data, tags))
         return Completed(["docker", "buildx", "build"], 0, "", "")
+
+    bake_error = ""  # non-empty: bakes fail with this log
+
+    def bake(
+        self, definition: Mapping[str, Any], targets: Sequence[str], *, metadata: Path, quiet: bool = False
+    ) -> Completed:
+        """Each bake target as a build (recorded in ``builds`` too); the IDs in bake's metadata file."""
+        self.calls.append("bake")
+        self.bakes.append(list(targets))
+        if self.bake_error:
+            return Completed(["docker", "buildx", "bake"], 1, "", self.bake_error)
+        out = {}
+        for name in targets:
+            item = definition["target"][name]
+            iid = metadata.with_name(f"{name}.iid")
+            contexts = {k: v.removeprefix("docker-image://") for k, v in item.get("contexts", {}).items()}
+            done = self.build(
+                context=Path(item["context"]), dockerfile=Path(item["dockerfile"]), target=item.get("target"),
+                tags=item["tags"], build_args=item["args"], labels=item["labels"], iidfile=iid,
+                build_contexts=contexts,
+            )  # fmt: skip
+            if done.returncode != 0:
+                return Completed(["docker", "buildx", "bake"], 1, "", done.stderr)
+            out[name] = {"containerimage.config.digest": iid.read_text()}
+        metadata.write_text(json.dumps(out))
+        return Completed(["docker", "buildx", "bake"], 0, "", "")
 
     def save_file(self, image: str | Sequence[str], path: Path) -> None:
         self.calls.append("save")

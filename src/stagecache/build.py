@@ -3,44 +3,39 @@
     the first tier that has the key    -> fetch it into the daemon (a daemon hit: a retag at most; a
                                           store hit: a load), back-fill the writable tiers that lack it
     none has it                        -> lock the key in every tier, look again (another process may
-                                          have made it meanwhile), build with BuildKit, and publish to
-                                          every writable tier, unless the context changed during the build
+                                          have made it meanwhile), restore the stages some tier has
+                                          (:mod:`stagecache.stages`), build with BuildKit, and publish
+                                          to every writable tier, unless the context changed meanwhile
 
 Builders of one key take the key's lock in the store, so a second process waits for the first and then
-finds the image instead of building it again.
+finds the image instead of building it again. The targets of one :meth:`Resolver.resolve_many` that
+miss are built together, with the stage images they keep, in one BuildKit solve (:mod:`stagecache.bake`).
 """
 
 from __future__ import annotations
 
 import contextlib
-import re
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
-from .engine.base import NO_CONTEXTS, Engine
-from .errors import BuildError, ConfigError
+from .engine.base import Engine
+from .errors import BuildError
 from .key.inputs import Inputs
 from .key.spec import secret_arg
 from .keying import Keyer
 from .progress import Reporter, Silent
 from .project.settings import Target
-from .project.vcs import CommitProbe
 from .refs import KEY_LABEL, TARGET_LABEL, key_ref, qualified, target_id
-from .stages import (
-    NO_PLAN,
-    Plan,
-    StageKey,
-    describe,
-    plan,
-    replaceable,
-    stage_label,
-    stage_spec,
-    unsupported_reason,
-)
+from .stages import NO_PLAN, Plan, Restorer, StageKey, stage_label
 from .store.records import Records
 from .store.tiers import Found, ImageTier, Publish
+
+if TYPE_CHECKING:
+    from .bake import Request
+
+Tags = Sequence[str] | Callable[[], Sequence[str]]
 
 
 class Result(NamedTuple):
@@ -70,6 +65,24 @@ class Result(NamedTuple):
         }
 
 
+class Job(NamedTuple):
+    """A target on its way through the resolver."""
+
+    target: Target
+    key: str
+    found: Inputs
+    tags: Tags
+    start: float
+
+    @property
+    def ref(self) -> str:
+        return key_ref(self.target.repository, self.key)
+
+    @property
+    def cacheable(self) -> bool:
+        return not self.found.uncacheable
+
+
 class Resolver:
     """Turns a target into an image: from the first tier that has its key, or by building it."""
 
@@ -87,77 +100,114 @@ class Resolver:
         self.keyer = keyer
         self.records = records  # None: no build records (`key --why` compares with nothing)
         self.reporter: Reporter = reporter or Silent()
-        self._no_restore: str | None = None  # why stages are not restored here ("": they are)
-        self._said_no_restore = False  # the reason is said once per resolver
+        self.stages = Restorer(engine, self.tiers, keyer, self.reporter)
 
     def key(self, target: Target) -> tuple[str, Inputs]:
         return self.keyer.key(target)
 
     # --- the main path --------------------------------------------------------------------------------
     def resolve(
+        self, target: Target, *, tags: Tags = (), rebuild: bool = False, save: bool = True,
+        quiet_build: bool = False,
+    ) -> Result:  # fmt: skip
+        return self.resolve_many([(target, tags)], rebuild=rebuild, save=save, quiet_build=quiet_build)[0]
+
+    def resolve_many(
         self,
-        target: Target,
+        targets: Sequence[tuple[Target, Tags]],
         *,
-        tags: Sequence[str] | Callable[[], Sequence[str]] = (),
         rebuild: bool = False,
         save: bool = True,
         quiet_build: bool = False,
-    ) -> Result:
+        on_result: Callable[[Result], None] = lambda result: None,
+    ) -> list[Result]:
+        """Each target with the tags it gets; the hits first, as they come, then the misses, built
+        together (:mod:`stagecache.bake`). ``on_result`` hears of each result when it is there."""
+        results: dict[int, Result] = {}
+
+        def done(index: int, result: Result) -> None:
+            results[index] = result
+            on_result(result)
+
+        misses: list[tuple[int, Job]] = []
+        for index, (target, tags) in enumerate(targets):
+            job = self._start(target, tags)
+            hit = None if rebuild or not job.cacheable else self._fetch(target, job.key, job.ref)
+            if hit is not None:
+                tier, got = hit
+                stored = self._backfill(tier, self._publishing(job, got.image_id), save=save)
+                done(index, self._finish(job, tier.name, got.image_id, stored, got.repo_tags))
+            else:
+                misses.append((index, job))
+        if misses:
+            with self._locked([job for _, job in misses if job.cacheable]):
+                building: list[tuple[int, Job, Plan]] = []
+                for index, job in misses:
+                    hit = None if rebuild or not job.cacheable else self._fetch(job.target, job.key, job.ref)
+                    if hit is not None:  # another process made it while we waited for the lock
+                        done(index, self._finish(job, hit[0].name, hit[1].image_id, False, hit[1].repo_tags))
+                    else:
+                        building.append(
+                            (index, job, NO_PLAN if rebuild else self.stages.plan(job.target, job.found))
+                        )
+                made = self._bake(building, quiet_build)
+                for index, job, plan_ in building:
+                    done(index, self._built(job, plan_, made, quiet=quiet_build, save=save))
+        return [results[i] for i in range(len(targets))]
+
+    def _start(self, target: Target, tags: Tags) -> Job:
         start = time.monotonic()
         key, found = self.key(target)
-        ref = key_ref(target.repository, key)
-        cacheable = not found.uncacheable
         for reason in found.uncacheable:
             self.reporter.warn(f"{target.name}: not cacheable, always built: {reason}")
         for warning in found.warnings:
             self.reporter.warn(f"{target.name}: {warning}")
+        return Job(target, key, found, tags, start)
 
-        def publishing(image_id: str) -> Publish:
-            bases = self.keyer.base_layers(found.public["images"])
-            return Publish(key, ref, target.name, target.repository, image_id, found.public, bases)
+    def _publishing(self, job: Job, image_id: str) -> Publish:
+        bases = self.keyer.base_layers(job.found.public["images"])
+        return Publish(
+            job.key, job.ref, job.target.name, job.target.repository, image_id, job.found.public, bases
+        )
 
-        def finish(
-            outcome: str,
-            image_id: str,
-            stored: bool = False,
-            present: Sequence[str] = (),
-            plan: Plan = NO_PLAN,
-        ) -> Result:
-            applied = self._apply_tags(image_id, tags() if callable(tags) else tags, present)
-            if self.records is not None:
-                self._record(target, key, found)
-            return Result(target.name, key, ref, image_id, outcome, time.monotonic() - start, applied,
-                          cacheable, stored, plan.restored)  # fmt: skip
+    def _finish(
+        self, job: Job, outcome: str, image_id: str, stored: bool = False, present: Sequence[str] = (),
+        plan_: Plan = NO_PLAN,
+    ) -> Result:  # fmt: skip
+        applied = self._apply_tags(image_id, job.tags() if callable(job.tags) else job.tags, present)
+        if self.records is not None:
+            self._record(job.target, job.key, job.found)
+        return Result(job.target.name, job.key, job.ref, image_id, outcome, time.monotonic() - job.start,
+                      applied, job.cacheable, stored, plan_.restored)  # fmt: skip
 
-        if cacheable and not rebuild:
-            hit = self._fetch(target, key, ref)
-            if hit is not None:
-                tier, got = hit
-                stored = self._backfill(tier, publishing(got.image_id), save=save)
-                return finish(tier.name, got.image_id, stored, got.repo_tags)
-
-        with self._locked(target, key, enabled=cacheable):
-            if cacheable and not rebuild:  # another process may have made it while we waited
-                hit = self._fetch(target, key, ref)
-                if hit is not None:
-                    return finish(hit[0].name, hit[1].image_id, False, hit[1].repo_tags)
-            plan = NO_PLAN if rebuild else self._plan(target, found)
-            image_id = self._build(target, key, quiet_build, plan.contexts)
-            stage_ids = self._build_stages(target, plan, quiet_build)
-            # The key's tag only now, after the check: a build the context changed under keeps the tags
-            # asked for but not the key's (the next run builds again), and a build whose stagecache was
-            # killed meanwhile (its BuildKit client dies with it) never names an image with a key.
-            # A stage's inputs are part of its target's: the target's check covers its stage images.
-            changed = (cacheable or bool(stage_ids)) and self._changed_during_build(target, key)
-            stored = False
-            if not changed:
-                if cacheable:
-                    self.engine.tag(image_id, ref)
-                    if save:
-                        item = publishing(image_id)
-                        stored = any([tier.publish(item) for tier in self.tiers if tier.writable])
-                self._keep_stages(target, stage_ids, save=save)
-            return finish("built", image_id, stored, () if changed or not cacheable else (ref,), plan)
+    def _built(
+        self, job: Job, plan_: Plan, made: dict[str, str] | None, *, quiet: bool, save: bool
+    ) -> Result:
+        """A miss: its image (from the bake ``made``, else built now) and its stage images, kept."""
+        target = job.target
+        if made is None or target.name not in made:
+            image_id = self._build(self._request(target, job.key, plan_), quiet)
+            stage_ids = self._build_stages(target, plan_)
+        else:
+            image_id = made[target.name]
+            names = [(item, stage_label(target.name, item.stage)) for item in plan_.publish]
+            stage_ids = [(item, made[name]) for item, name in names if name in made]
+        # The key's tag only now, after the check: a build the context changed under keeps the tags
+        # asked for but not the key's (the next run builds again), and a build whose stagecache was
+        # killed meanwhile (its BuildKit client dies with it) never names an image with a key.
+        # A stage's inputs are part of its target's: the target's check covers its stage images.
+        changed = (job.cacheable or bool(stage_ids)) and self._changed_during_build(target, job.key)
+        stored = False
+        if not changed:
+            if job.cacheable:
+                self.engine.tag(image_id, job.ref)
+                if save:
+                    item = self._publishing(job, image_id)
+                    stored = any([tier.publish(item) for tier in self.tiers if tier.writable])
+            self.stages.keep(target, stage_ids, save=save)
+        return self._finish(
+            job, "built", image_id, stored, () if changed or not job.cacheable else (job.ref,), plan_
+        )
 
     # --- steps ----------------------------------------------------------------------------------------
     def _fetch(self, target: Target, key: str, ref: str) -> tuple[ImageTier, Found] | None:
@@ -181,121 +231,109 @@ class Resolver:
         return stored
 
     @contextlib.contextmanager
-    def _locked(self, target: Target, key: str, *, enabled: bool) -> Iterator[None]:
-        if not enabled:
-            yield
-            return
-
-        def waiting() -> None:
-            self.reporter.step(target.name, "another process is building this key; waiting for it")
-
+    def _locked(self, jobs: Sequence[Job]) -> Iterator[None]:
+        """The jobs' keys in every tier, in the keys' order (two processes never wait for each other)."""
+        owners = {job.key: job.target.name for job in jobs}
         with contextlib.ExitStack() as held:
-            for tier in self.tiers:
-                held.enter_context(tier.lock(key, on_wait=waiting))
+            for key in sorted(owners):
+
+                def waiting(name: str = owners[key]) -> None:
+                    self.reporter.step(name, "another process is building this key; waiting for it")
+
+                for tier in self.tiers:
+                    held.enter_context(tier.lock(key, on_wait=waiting))
             yield
 
     # --- stages (stages.py) ----------------------------------------------------------------------------
-    def _plan(self, target: Target, found: Inputs) -> Plan:
-        """A miss: the stages of the target some tier has stand in for them (:func:`stages.plan`)."""
-        if self._no_restore is None:
-            self._no_restore = unsupported_reason(self.engine.engine()) or ""
-        build_args = self.keyer.build_args(target)
-        if self._no_restore:
-            names = replaceable(
-                found.dockerfile, found.dockerfile.reached(found.stage, build_args), build_args
-            )
-            if names - {found.stage.name} and not self._said_no_restore:  # something to restore: why not
-                self.reporter.step(target.name, f"no stage restored: {self._no_restore}")
-                self._said_no_restore = True
-            return NO_PLAN
-        done = plan(
-            found,
-            build_args,
-            key_of=lambda stage: self.key(target._replace(spec=stage_spec(target.spec, stage))),
-            fetch=lambda item: self._fetch_stage(target, item),
-        )
-        if done.restored:
-            self.reporter.step(target.name, describe(done))
-        return done
-
-    def _fetch_stage(self, target: Target, item: StageKey) -> tuple[str, str] | None:
-        ref = key_ref(target.repository, item.key)
-        for tier in self.tiers:
-            if tier.fetch(item.key, ref, stage_label(target.name, item.stage)) is not None:
-                return tier.name, ref
-        return None
-
-    def _build_stages(self, target: Target, plan: Plan, quiet: bool) -> list[tuple[StageKey, str]]:
-        """The image of each stage the plan keeps (BuildKit's cache is warm: an export each)."""
+    def _build_stages(self, target: Target, plan_: Plan) -> list[tuple[StageKey, str]]:
+        """The image of each stage the plan keeps, one build each (BuildKit's cache is warm: an export)."""
         out = []
-        for item in plan.publish:
-            name = stage_label(target.name, item.stage)
+        for item in plan_.publish:
             try:
-                image_id = self._build(target, item.key, True, plan.contexts, stage=item.stage)
+                out.append((item, self._build(self._request(target, item.key, plan_, item.stage), True)))
             except BuildError as exc:
-                self.reporter.warn(f"{name}: the stage's image was not made, so not kept: {exc}")
-                continue
-            out.append((item, image_id))
+                self.reporter.warn(f"{exc.target}: the stage's image was not made, so not kept: {exc}")
         return out
 
-    def _keep_stages(self, target: Target, built: Sequence[tuple[StageKey, str]], *, save: bool) -> None:
-        """Each stage image under its key: tagged in the daemon, published to each writable tier."""
-        for item, image_id in built:
-            ref = key_ref(target.repository, item.key)
-            self.engine.tag(image_id, ref)
-            if not save:
-                continue
-            name = stage_label(target.name, item.stage)
-            bases = self.keyer.base_layers(item.inputs.public["images"])
-            publish = Publish(item.key, ref, name, target.repository, image_id, item.inputs.public, bases)
-            for tier in self.tiers:
-                if tier.writable:
-                    with tier.lock(item.key):
-                        if not tier.has(item.key):  # another process may have kept it meanwhile
-                            tier.publish(publish)
+    # --- BuildKit -------------------------------------------------------------------------------------
+    def _request(self, target: Target, key: str, plan_: Plan, stage: str | None = None) -> Request:
+        """The target's image (or ``stage``'s, labelled as kept under the stage's ``key``)."""
+        from .bake import Request  # only a build needs it
 
-    def _build(
-        self,
-        target: Target,
-        key: str,
-        quiet: bool,
-        contexts: Mapping[str, str] = NO_CONTEXTS,
-        *,
-        stage: str | None = None,
-    ) -> str:
-        """Build the target (or ``stage``, one of its stages, labelled as kept under ``key``)."""
         spec = target.spec
         name = target.name if stage is None else stage_label(target.name, stage)
-        if stage is None:
-            self.reporter.step(target.name, "building with BuildKit")
         labels = {**spec.labels, KEY_LABEL: key, TARGET_LABEL: name}
+        return Request(name, spec.context, spec.dockerfile, spec.stage if stage is None else stage,
+                       spec.build_args, labels, spec.platform, spec.secrets, plan_.contexts,
+                       spec.options)  # fmt: skip
+
+    def _build(self, request: Request, quiet: bool) -> str:
+        """One image with ``docker buildx build``; its ID."""
+        if "/" not in request.name:
+            self.reporter.step(request.name, "building with BuildKit")
         import tempfile  # only a build needs it
 
         with tempfile.TemporaryDirectory(prefix="stagecache-") as tmp:
             iidfile = Path(tmp) / "iid"
             done = self.engine.build(
-                context=spec.context,
-                dockerfile=spec.dockerfile,
-                target=spec.stage if stage is None else stage,
+                context=request.context,
+                dockerfile=request.dockerfile,
+                target=request.stage,
                 tags=[],
-                build_args=spec.build_args,
-                labels=labels,
-                platform=spec.platform,
-                options=spec.options,
-                quiet=quiet,
+                build_args=request.build_args,
+                labels=request.labels,
+                platform=request.platform,
+                options=request.options,
+                quiet=quiet or "/" in request.name,  # a stage image: an export, nothing to show
                 iidfile=iidfile,
                 env_args=[
-                    n for n, v in spec.build_args.items() if secret_arg(n, v, self.keyer.secret_patterns)
+                    n for n, v in request.build_args.items() if secret_arg(n, v, self.keyer.secret_patterns)
                 ],
-                secrets=spec.secrets,
-                build_contexts=contexts,
+                secrets=request.secrets,
+                build_contexts=request.contexts,
             )
             if done.returncode != 0:
-                raise BuildError(name, done.stderr or "")
+                raise BuildError(request.name, done.stderr or "")
             try:
                 return iidfile.read_text().strip()
             except OSError:
-                raise BuildError(name, "docker buildx build wrote no image ID (--iidfile)") from None
+                raise BuildError(request.name, "docker buildx build wrote no image ID (--iidfile)") from None
+
+    def _bake(self, building: Sequence[tuple[int, Job, Plan]], quiet: bool) -> dict[str, str] | None:
+        """Every image of the misses (targets, then the stage images they keep) in one bake; each
+        request's image ID by its name. None: one build at a time (one request, a request bake cannot
+        take, or a bake that failed: BuildKit's cache keeps what it made, and a failing build then says
+        which target failed)."""
+        from .bake import bakeable, definition, image_ids  # only a build needs it
+
+        requests = [self._request(job.target, job.key, plan_) for _, job, plan_ in building]
+        requests += [
+            self._request(job.target, item.key, plan_, item.stage)
+            for _, job, plan_ in building
+            for item in plan_.publish
+        ]
+        if not bakeable(requests, self.keyer.secret_patterns):
+            return None
+        names = [job.target.name for _, job, _ in building]
+        for name in names:
+            self.reporter.step(name, f"building with BuildKit (one bake: {', '.join(names)})")
+        import json
+        import tempfile
+
+        with tempfile.TemporaryDirectory(prefix="stagecache-") as tmp:
+            metadata = Path(tmp) / "metadata.json"
+            done = self.engine.bake(definition(requests), [f"r{i}" for i in range(len(requests))],
+                                    metadata=metadata, quiet=quiet)  # fmt: skip
+            try:
+                ids = (
+                    image_ids(json.loads(metadata.read_text()), len(requests)) if done.returncode == 0 else []
+                )
+            except (OSError, ValueError):
+                ids = []
+        if len(ids) != len(requests) or None in ids:
+            self.reporter.warn("docker buildx bake failed; building one target at a time")
+            return None
+        return {r.name: image_id for r, image_id in zip(requests, ids, strict=True) if image_id}
 
     def _changed_during_build(self, target: Target, key: str) -> bool:
         """Whether the context or a base image changed while BuildKit read them (then the image may not
@@ -331,87 +369,16 @@ class Resolver:
         return list(tags)
 
 
-# Stage names that say "this is what ships": the commit-SHA tag without a suffix goes to such a target.
-PROD_STAGES = ("prod", "production", "release", "runtime", "final")
+# `stagecache build`'s tags and targets live in targets.py; spelled here too for their older callers
+from .targets import PROD_STAGES, build_targets, check_tags_unique, commit_tag, tags_for  # noqa: E402
 
-
-def build_targets(
-    resolver: Resolver,
-    targets: Sequence[Target],
-    *,
-    siblings: Sequence[Target] = (),
-    extra_tags: Sequence[str] = (),
-    commit: CommitProbe | None = None,
-    rebuild: bool = False,
-    save: bool = True,
-    quiet: bool = False,
-    on_result: Callable[[Result], None] = lambda result: None,
-) -> list[Result]:
-    """``stagecache build``: each target through the resolver, tagged as :func:`tags_for` says; the
-    commit probe (git, run beside the keys) is closed at the end, also on a failed build.
-    ``siblings``: every target of the project (default: ``targets``), for the commit-tag rule."""
-    siblings = siblings or targets
-    try:
-        check_tags_unique(targets, extra_tags)
-        results = []
-        for target in targets:
-            tags = tags_for(target, extra_tags, commit, siblings)
-            result = resolver.resolve(target, tags=tags, rebuild=rebuild, save=save, quiet_build=quiet)
-            on_result(result)
-            results.append(result)
-    finally:
-        if commit is not None:
-            commit.close()
-    return results
-
-
-def check_tags_unique(targets: Sequence[Target], extra_tags: Sequence[str]) -> None:
-    """No tag may land on two targets: the later build would take it from the earlier one silently."""
-    if extra_tags and len(targets) > 1:
-        names = ", ".join(t.name for t in targets)
-        raise ConfigError(f"--tag names one image, but {len(targets)} targets are built ({names}): build one")
-    owners: dict[str, str] = {}
-    for target in targets:
-        for image in filter(None, (target.image, *target.tags)):
-            tag = qualified(image)
-            if tag in owners:
-                raise ConfigError(
-                    f"targets {owners[tag]!r} and {target.name!r} both name the image {image!r}: "
-                    "give each service its own `image:` (or tag)"
-                )
-            owners[tag] = target.name
-
-
-def commit_tag(target: Target, siblings: Sequence[Target], sha: str) -> str:
-    """``<repository>:<sha>`` for the target that ships (the only target of its repository, or the one
-    built for a prod stage); ``<repository>:<sha>-<stage>`` for every other, so that a CI job pushing
-    ``<repository>:<sha>`` never ships the dev image."""
-    same = [t for t in siblings if t.repository == target.repository] or [target]
-    shipping = [t for t in same if (t.spec.stage or "").lower() in PROD_STAGES]
-    if same == [target] or shipping == [target]:
-        return f"{target.repository}:{sha}"
-    stage = (target.spec.stage or "").lower()
-    # the stage names the image where it tells this repository's targets apart, else the target's name
-    told_apart = stage and sum((t.spec.stage or "").lower() == stage for t in same) == 1
-    suffix = (
-        re.sub(r"[^a-z0-9_.-]+", "-", stage if told_apart else target.name.lower()).strip(".-") or "target"
-    )
-    return f"{target.repository}:{sha}-{suffix}"[: len(target.repository) + 1 + 128]
-
-
-def tags_for(
-    target: Target, given: Sequence[str], commit: CommitProbe | None, siblings: Sequence[Target] = ()
-) -> Callable[[], list[str]]:
-    """The tags a target's image gets besides its key tag: ``--tag``, the commit SHA (:func:`commit_tag`),
-    compose's ``image:``. Asked for once the image is there, so that git has had the key's time to answer."""
-
-    def tags() -> list[str]:
-        wanted = list(given)
-        if commit is not None and (sha := commit.result()):
-            wanted.append(commit_tag(target, siblings or [target], sha))
-        if target.image:
-            wanted.append(target.image)
-        wanted.extend(target.tags)  # compose's build.tags
-        return wanted
-
-    return tags
+__all__ = [
+    "PROD_STAGES",
+    "Job",
+    "Resolver",
+    "Result",
+    "build_targets",
+    "check_tags_unique",
+    "commit_tag",
+    "tags_for",
+]

@@ -18,13 +18,18 @@ Named build contexts need BuildKit 0.10 (Docker Engine 23): :func:`unsupported_r
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import NamedTuple
 
-from .engine.base import EngineInfo
+from .engine.base import Engine, EngineInfo
 from .key import dockerfile as df
 from .key.inputs import Inputs
 from .key.spec import TargetSpec
+from .keying import Keyer
+from .progress import Reporter
+from .project.settings import Target
+from .refs import key_ref
+from .store.tiers import ImageTier, Publish
 
 # The first Docker Engine whose BuildKit (0.10) accepts named contexts from the docker driver.
 FIRST_ENGINE = 23
@@ -141,3 +146,60 @@ def describe(plan: Plan) -> str:
         by_tier.setdefault(tier, []).append(stage)
     parts = [f"{', '.join(stages)} from the {tier}" for tier, stages in by_tier.items()]
     return f"restored {' and '.join(parts)}; building the rest"
+
+
+class Restorer:
+    """The resolver's stage work: the plan of a miss (stages asked of the tiers, daemon first), and the
+    stage images a build made, kept under their keys."""
+
+    def __init__(self, engine: Engine, tiers: Sequence[ImageTier], keyer: Keyer, reporter: Reporter) -> None:
+        self.engine = engine
+        self.tiers = tiers
+        self.keyer = keyer
+        self.reporter = reporter
+        self._unsupported: str | None = None  # why stages are not restored here ("": they are)
+        self._said = False  # the reason is said once
+
+    def plan(self, target: Target, found: Inputs) -> Plan:
+        """A miss: the stages of the target some tier has stand in for them (:func:`plan`)."""
+        if self._unsupported is None:  # a miss only: a hit never asks
+            self._unsupported = unsupported_reason(self.engine.engine()) or ""
+        build_args = self.keyer.build_args(target)
+        if self._unsupported:
+            reached = found.dockerfile.reached(found.stage, build_args)
+            if replaceable(found.dockerfile, reached, build_args) - {found.stage.name} and not self._said:
+                self.reporter.step(target.name, f"no stage restored: {self._unsupported}")
+                self._said = True
+            return NO_PLAN
+        done = plan(
+            found,
+            build_args,
+            key_of=lambda stage: self.keyer.key(target._replace(spec=stage_spec(target.spec, stage))),
+            fetch=lambda item: self._fetch(target, item),
+        )
+        if done.restored:
+            self.reporter.step(target.name, describe(done))
+        return done
+
+    def _fetch(self, target: Target, item: StageKey) -> tuple[str, str] | None:
+        ref = key_ref(target.repository, item.key)
+        for tier in self.tiers:
+            if tier.fetch(item.key, ref, stage_label(target.name, item.stage)) is not None:
+                return tier.name, ref
+        return None
+
+    def keep(self, target: Target, built: Sequence[tuple[StageKey, str]], *, save: bool) -> None:
+        """Each stage image under its key: tagged in the daemon, published to each writable tier."""
+        for item, image_id in built:
+            ref = key_ref(target.repository, item.key)
+            self.engine.tag(image_id, ref)
+            if not save:
+                continue
+            name = stage_label(target.name, item.stage)
+            bases = self.keyer.base_layers(item.inputs.public["images"])
+            publish = Publish(item.key, ref, name, target.repository, image_id, item.inputs.public, bases)
+            for tier in self.tiers:
+                if tier.writable:
+                    with tier.lock(item.key):
+                        if not tier.has(item.key):  # another process may have kept it meanwhile
+                            tier.publish(publish)

@@ -254,6 +254,17 @@ class Docker:
             return process.run_masked([self.binary, *args], env=env)
         return self._run(*args, capture=quiet, check=False, env=env or None)
 
+    def bake(
+        self, definition: Mapping[str, Any], targets: Sequence[str], *, metadata: Path, quiet: bool = False
+    ) -> Completed:
+        """``docker buildx bake`` of ``targets`` in ``definition`` (a bake file's JSON, written beside
+        ``metadata``, where bake writes each target's result). Progress as :meth:`build` shows it."""
+        bake_file = metadata.with_name("bake.json")
+        bake_file.write_text(json.dumps(definition))
+        progress = "plain" if quiet else None
+        args = argv("buildx", "bake", file=str(bake_file), metadata_file=str(metadata), progress=progress)
+        return self._run(*args, "--", *targets, capture=quiet, check=False)
+
     def save_file(self, image: str | Sequence[str], path: Path) -> None:
         """``docker save -o PATH IMAGE...`` (several images: a layer they share is written once)."""
         self._run("save", "--output", str(path), *([image] if isinstance(image, str) else image))
