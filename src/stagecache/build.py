@@ -148,7 +148,11 @@ class Resolver:
                         done(index, self._finish(job, hit[0].name, hit[1].image_id, False, hit[1].repo_tags))
                     else:
                         building.append(
-                            (index, job, NO_PLAN if rebuild else self.stages.plan(job.target, job.found))
+                            (
+                                index,
+                                job,
+                                NO_PLAN if rebuild else self.stages.plan(job.target, job.found, save=save),
+                            )
                         )
                 made = self._bake(building, quiet_build)
                 for index, job, plan_ in building:
@@ -304,7 +308,7 @@ class Resolver:
         request's image ID by its name. None: one build at a time (one request, a request bake cannot
         take, or a bake that failed: BuildKit's cache keeps what it made, and a failing build then says
         which target failed)."""
-        from .bake import bakeable, definition, image_ids  # only a build needs it
+        from .bake import bake_name, bakeable, definition, image_ids  # only a build needs it
 
         requests = [self._request(job.target, job.key, plan_) for _, job, plan_ in building]
         requests += [
@@ -322,7 +326,7 @@ class Resolver:
 
         with tempfile.TemporaryDirectory(prefix="stagecache-") as tmp:
             metadata = Path(tmp) / "metadata.json"
-            done = self.engine.bake(definition(requests), [f"r{i}" for i in range(len(requests))],
+            done = self.engine.bake(definition(requests), [bake_name(i) for i in range(len(requests))],
                                     metadata=metadata, quiet=quiet)  # fmt: skip
             try:
                 ids = (

@@ -160,7 +160,7 @@ class Restorer:
         self._unsupported: str | None = None  # why stages are not restored here ("": they are)
         self._said = False  # the reason is said once
 
-    def plan(self, target: Target, found: Inputs) -> Plan:
+    def plan(self, target: Target, found: Inputs, *, save: bool = True) -> Plan:
         """A miss: the stages of the target some tier has stand in for them (:func:`plan`)."""
         if self._unsupported is None:  # a miss only: a hit never asks
             self._unsupported = unsupported_reason(self.engine.engine()) or ""
@@ -175,31 +175,45 @@ class Restorer:
             found,
             build_args,
             key_of=lambda stage: self.keyer.key(target._replace(spec=stage_spec(target.spec, stage))),
-            fetch=lambda item: self._fetch(target, item),
+            fetch=lambda item: self._fetch(target, item, save=save),
         )
         if done.restored:
             self.reporter.step(target.name, describe(done))
         return done
 
-    def _fetch(self, target: Target, item: StageKey) -> tuple[str, str] | None:
+    def _fetch(self, target: Target, item: StageKey, *, save: bool = True) -> tuple[str, str] | None:
+        """The stage's image from the first tier that has it; the writable tiers that lack it get it, as
+        a target's hit back-fills them (a fresh CI cache on a runner whose daemon kept the stage)."""
         ref = key_ref(target.repository, item.key)
         for tier in self.tiers:
-            if tier.fetch(item.key, ref, stage_label(target.name, item.stage)) is not None:
+            got = tier.fetch(item.key, ref, stage_label(target.name, item.stage))
+            if got is not None:
+                if save:
+                    self.keep(target, [(item, got.image_id)], save=True, skip=tier)
                 return tier.name, ref
         return None
 
-    def keep(self, target: Target, built: Sequence[tuple[StageKey, str]], *, save: bool) -> None:
-        """Each stage image under its key: tagged in the daemon, published to each writable tier."""
+    def keep(
+        self,
+        target: Target,
+        built: Sequence[tuple[StageKey, str]],
+        *,
+        save: bool,
+        skip: ImageTier | None = None,
+    ) -> None:
+        """Each stage image under its key: tagged in the daemon, published to each writable tier (but
+        ``skip``, the tier it came from)."""
         for item, image_id in built:
             ref = key_ref(target.repository, item.key)
-            self.engine.tag(image_id, ref)
+            if skip is None:
+                self.engine.tag(image_id, ref)
             if not save:
                 continue
             name = stage_label(target.name, item.stage)
             bases = self.keyer.base_layers(item.inputs.public["images"])
             publish = Publish(item.key, ref, name, target.repository, image_id, item.inputs.public, bases)
             for tier in self.tiers:
-                if tier.writable:
+                if tier.writable and tier is not skip and not tier.has(item.key):
                     with tier.lock(item.key):
                         if not tier.has(item.key):  # another process may have kept it meanwhile
                             tier.publish(publish)

@@ -96,6 +96,17 @@ def test_an_edit_after_the_stage_restores_it_from_the_daemon(
     assert "restored deps from the daemon; building the rest" in report.steps
 
 
+def test_a_stage_restored_from_the_daemon_back_fills_a_store_that_lacks_it(
+    engine: FakeEngine, store: DirectoryStore, project: Path
+) -> None:
+    resolver(engine, None).resolve(dev(project))  # built without a store: the stages are in the daemon
+    (project / "app.py").write_text("print('v2')\n")
+    assert resolver(engine, store).resolve(dev(project)).restored == (("deps", "daemon"),)
+    assert store.get(stage_key(engine, project, "deps")) is not None
+    (project / "app.py").write_text("print('v3')\n")
+    assert resolver(engine, store).resolve(dev(project), save=False).restored == (("deps", "daemon"),)
+
+
 def test_a_stage_only_the_store_has_is_loaded_and_restored(
     engine: FakeEngine, store: DirectoryStore, project: Path
 ) -> None:
