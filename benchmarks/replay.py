@@ -1,6 +1,6 @@
 """Replay a commit history on a cold CI runner: the seed's script, a plain build and stagecache.
 
-    DOCKER_HOST=... .venv/bin/python benchmarks/replay.py [--commits N] [--quick] [--allow-wipe]
+    DOCKER_HOST=... .venv/bin/python benchmarks/replay.py [--commits N] [--quick] [--keep] [--allow-wipe]
 
 The project: a small FastAPI + PostgreSQL service (SERVICE below: a Dockerfile with base, deps, prod
 and dev stages, requirements.txt and requirements-dev.txt from PyPI, FROM python:3.11-slim) in a temp
@@ -35,6 +35,7 @@ cache bytes <= 0.1; bytes a code-only commit adds to the store / bytes of the la
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import os
@@ -42,6 +43,7 @@ import re
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -458,6 +460,7 @@ exec bash "$(dirname "$0")/run-tests.sh" "$PROJECT"
 RUN_TESTS = r"""#!/usr/bin/env bash
 set -uo pipefail
 PROJECT=$1
+echo "REPLAY_TESTS_START=$(date +%s.%N)"
 docker compose -p "$PROJECT" run --rm api-tests
 status=$?
 docker compose -p "$PROJECT" down --volumes --remove-orphans >/dev/null 2>&1
@@ -482,6 +485,9 @@ class Run:
     changed_layer_bytes: int | None = None
     changed_layers: list[str] = field(default_factory=list)
     error: str = ""
+    # seconds by phase: seed and plain "build" (or load) and "tests" (from compose run to down);
+    # stagecache "build" and "tests" as its --json says, "other" the rest of the process
+    detail: dict[str, float] = field(default_factory=dict)
 
 
 # --- the project ----------------------------------------------------------------------------------------
@@ -601,24 +607,37 @@ def changed_layers(image: str, changed: list[str]) -> tuple[int | None, list[str
 MARKER = re.compile(r"^(SERVICE_VERSION|SOURCE_DIGEST)=(\S+)", re.MULTILINE)
 
 
+TESTS_START = re.compile(r"^REPLAY_TESTS_START=([0-9.]+)$", re.MULTILINE)
+
+
 def execute(argv: Sequence[str], *, cwd: Path, env: dict[str, str] | None = None
-            ) -> tuple[float, subprocess.CompletedProcess[str]]:  # fmt: skip
+            ) -> tuple[float, subprocess.CompletedProcess[str], dict[str, float]]:  # fmt: skip
+    """Seconds, result, and for the scripts the seconds before and from the start of the tests."""
     start = time.perf_counter()
     done = subprocess.run(list(argv), cwd=cwd, env={**os.environ, **(env or {})}, capture_output=True,
                           text=True, timeout=1800)  # fmt: skip
-    return time.perf_counter() - start, done
+    seconds, end = time.perf_counter() - start, time.time()
+    detail: dict[str, float] = {}
+    if found := TESTS_START.search(done.stdout):
+        detail["tests"] = round(end - float(found.group(1)), 3)
+        detail["build"] = round(seconds - detail["tests"], 3)
+    return seconds, done, detail
 
 
-def run_approach(approach: str, index: int, repo: Path, tmp: Path, bid: str) -> tuple[float, bool, str, str]:
-    """Run one approach on the repo's HEAD: seconds, passed, outcome, all its output."""
+def run_approach(
+    approach: str, index: int, repo: Path, tmp: Path, bid: str
+) -> tuple[float, bool, str, str, dict[str, float]]:
+    """Run one approach on the repo's HEAD: seconds, passed, outcome, all its output, seconds by phase."""
     project = f"{bid}-{approach}-{index}"
     ci = tmp / "ci"
     outcome = ""
     if approach == "seed":
-        seconds, done = execute(["bash", str(ci / "seed.sh"), str(tmp / "seed-cache"), project], cwd=repo)
+        seconds, done, detail = execute(
+            ["bash", str(ci / "seed.sh"), str(tmp / "seed-cache"), project], cwd=repo
+        )
         outcome = "hit" if "seed: hit" in done.stdout else "miss"
     elif approach == "plain":
-        seconds, done = execute(["bash", str(ci / "plain.sh"), project], cwd=repo)
+        seconds, done, detail = execute(["bash", str(ci / "plain.sh"), project], cwd=repo)
         outcome = "built"
     else:
         env = {"STAGECACHE_CACHE_DIR": str(tmp / f"sc-cache-{index}"), **c.python_env(tmp)}
@@ -633,13 +652,16 @@ def run_approach(approach: str, index: int, repo: Path, tmp: Path, bid: str) -> 
             str(tmp / "sc-store"),
             "--json",
         ]
-        seconds, done = execute(argv, cwd=repo, env=env)
+        seconds, done, detail = execute(argv, cwd=repo, env=env)
         try:
             res = json.loads(done.stdout)
             outcome = ",".join(str(img["outcome"]) for img in res.get("images", [])) or "?"
-        except (ValueError, AttributeError, TypeError):
+            detail["build"] = round(sum(float(img["seconds"]) for img in res.get("images", [])), 3)
+            detail["tests"] = round(float(res["seconds"]), 3)
+            detail["other"] = round(seconds - detail["build"] - detail["tests"], 3)
+        except (ValueError, AttributeError, TypeError, KeyError):
             outcome = "?"
-    return seconds, done.returncode == 0, outcome, done.stdout + "\n" + done.stderr
+    return seconds, done.returncode == 0, outcome, done.stdout + "\n" + done.stderr, detail
 
 
 # --- the report -----------------------------------------------------------------------------------------
@@ -666,6 +688,11 @@ def summarize(runs: list[Run], n_commits: int) -> tuple[list[str], dict[str, Any
                     for a in APPROACHES} for k in kinds}  # fmt: skip
     out.append(f"{'':30}" + "".join(f"{a:>14}" for a in APPROACHES))
     out.append(f"{'total seconds':30}" + "".join(f"{total[a]:>14.1f}" for a in APPROACHES))
+    for phase in ("build", "tests", "other"):
+        sums = {a: sum(r.detail.get(phase, 0.0) for r in runs if r.approach == a) for a in APPROACHES}
+        if any(sums.values()):
+            label = f"  of which {phase}" + (" (or load)" if phase == "build" else "")
+            out.append(f"{label:30}" + "".join(f"{sums[a]:>14.1f}" for a in APPROACHES))
     for k in kinds:
         n = sum(1 for r in runs if r.kind == k and r.approach == "seed")
         label = f"median {k} ({n})"
@@ -732,6 +759,7 @@ def main() -> int:
         "--commits", type=int, help=f"replay the first N commits (default all {len(HISTORY)})"
     )
     parser.add_argument("--quick", action="store_true", help="the first 5 commits (unless --commits)")
+    parser.add_argument("--keep", action="store_true", help="keep the temp dir (repo, caches) and say where")
     parser.add_argument(
         "--allow-wipe",
         action="store_true",
@@ -748,7 +776,8 @@ def main() -> int:
     bid = c.bench_id()
     runs: list[Run] = []
     started = time.monotonic()
-    with c.temp_dir(bid) as tmp:
+    where = contextlib.nullcontext(Path(tempfile.mkdtemp(prefix=f"{bid}-"))) if args.keep else c.temp_dir(bid)
+    with where as tmp:
         repo, ci = tmp / "repo", tmp / "ci"
         repo.mkdir()
         ci.mkdir()
@@ -765,13 +794,13 @@ def main() -> int:
                     cache = caches[approach]
                     before = tree_bytes(cache) if cache else 0
                     cold_runner(base_ids)
-                    seconds, passed, outcome, output = run_approach(approach, index, repo, tmp, bid)
+                    seconds, passed, outcome, output, detail = run_approach(approach, index, repo, tmp, bid)
                     marks = dict(MARKER.findall(output))
                     digest = marks.get("SOURCE_DIGEST")
                     after = tree_bytes(cache) if cache else 0
                     run = Run(index, kind, approach, seconds, passed, outcome,
                               None if digest is None else digest != expected, marks.get("SERVICE_VERSION"),
-                              after, store_added=after - before)  # fmt: skip
+                              after, store_added=after - before, detail=detail)  # fmt: skip
                     if not passed:
                         run.error = "\n".join(output.strip().splitlines()[-25:])
                     if approach == "stagecache" and kind in CODE_ONLY and passed:
@@ -790,6 +819,8 @@ def main() -> int:
         finally:
             cold_runner(base_ids)
     elapsed = time.monotonic() - started
+    if args.keep:
+        print(f"kept: {tmp} (the repo, seed-cache/, sc-store/)")
     table, summary, checks = summarize(runs, n)
     print(f"\n{n} commits replayed in {elapsed / 60:.1f} min (each approach on a cold runner at each commit)")
     for line in table:
