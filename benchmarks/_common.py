@@ -82,9 +82,14 @@ def python_env(tmp: Path) -> dict[str, str]:
 
     With PYTHONDONTWRITEBYTECODE set (some shells and CI images set it) and a source checkout, every
     run would compile stagecache's modules again (~50 ms here); an installed wheel has its .pyc files.
-    The cache goes under ``tmp``, never into the source tree.
+    The cache goes under ``tmp``, never into the source tree. Builds are saved into the store as in
+    a CI job (``STAGECACHE_SAVE=always``); a benchmark of a developer's machine sets it back to ``ci``.
     """
-    return {"PYTHONDONTWRITEBYTECODE": "", "PYTHONPYCACHEPREFIX": str(tmp / "pycache")}
+    return {
+        "PYTHONDONTWRITEBYTECODE": "",
+        "PYTHONPYCACHEPREFIX": str(tmp / "pycache"),
+        "STAGECACHE_SAVE": "always",
+    }
 
 
 def median(values: Sequence[float]) -> float:

@@ -103,7 +103,8 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="stagecache-demo-") as tmp:
         project = Path(tmp) / "fastapi-poetry"
         shutil.copytree(EXAMPLE, project, ignore=shutil.ignore_patterns("__pycache__", ".pytest_cache"))
-        env = {**os.environ, "STAGECACHE_STORE": str(Path(tmp) / "store")}
+        # The demo plays a CI job: its builds are saved into the store (on a laptop they are not, by default)
+        env = {**os.environ, "STAGECACHE_STORE": str(Path(tmp) / "store"), "STAGECACHE_SAVE": "always"}
 
         say("1. Build prod and dev through the cache (an empty store)")
         first = build(project, env, "first build", rows)

@@ -14,6 +14,10 @@ from stagecache.refs import LABEL_PREFIX
 
 TEST_LABEL = f"{LABEL_PREFIX}.test"
 
+# Builds are written into the store in CI only (Settings.saves); the suite asserts on stores written
+# by every build, on a developer's machine as in CI. tests/unit/test_save_policy.py tests the rule.
+os.environ["STAGECACHE_SAVE"] = "always"
+
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:

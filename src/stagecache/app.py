@@ -66,6 +66,7 @@ class App:
             redaction_key=self.redaction_key(),
             store_max_size=self.settings.store_max_size,
             background=True,
+            save=self.settings.saves(),
         )
         self._saving += [tier for tier in resolver.tiers if hasattr(tier, "finish")]
         return resolver
@@ -96,11 +97,13 @@ def resolver_for(
     redaction_key: Callable[[], bytes] | None = None,
     store_max_size: int | None = None,
     background: bool = False,
+    save: bool = True,
 ) -> Resolver:
     """A resolver over the daemon and, given one, a directory store (whose records it keeps too).
     Without ``digest_cache_dir`` file digests are not remembered; without ``watch_dir`` no watcher
     is asked; without ``redaction_key``, secret build args are digested under a key of this process's.
-    With ``background``, saves into the store run in a thread (the tier's ``finish()`` waits for them)."""
+    With ``background``, saves into the store run in a thread (the tier's ``finish()`` waits for them);
+    without ``save``, the store is read only."""
     from .build import Resolver
     from .keying import Keyer
     from .store.daemon import DaemonTier
@@ -121,7 +124,7 @@ def resolver_for(
     records = None
     if store is not None:
         store.ensure()
-        local = DirectoryTier(store, engine, reporter, store_max_size)
+        local = DirectoryTier(store, engine, reporter, store_max_size, writable=save)
         if background:
             from .store.background import BackgroundTier
 

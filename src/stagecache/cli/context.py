@@ -57,6 +57,7 @@ class Context:
             context=getattr(args, "context", None),
             build_args=build_args(getattr(args, "build_arg", None) or []),
             store=getattr(args, "store", None),
+            save=bool(getattr(args, "save", False)),
             repository=getattr(args, "repository", None),
             project_name=getattr(args, "project_name", None),
             profiles=getattr(args, "profile", None) or (),

@@ -131,6 +131,9 @@ def _image_options(p: Parser, *, no_store: bool = True) -> None:
     _store_option(group)
     if no_store:
         group.add_argument("--no-store", action="store_true", help="neither read nor write the store")
+        group.add_argument(
+            "--save", action="store_true", help="write builds into the store here too (default: in CI only)"
+        )
 
 
 def _json_option(p: Parser, what: str) -> None:

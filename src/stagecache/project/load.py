@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from ..engine.base import Compose, Engine
@@ -15,7 +15,7 @@ from . import compose_cache
 from .compose import hidden_services, targets_from_compose
 from .compose_files import ComposeFiles, discover
 from .pyproject import read_tool_table, tool_secrets
-from .settings import Options, Settings, Target, cache_dir, store_location
+from .settings import SAVE_POLICIES, Options, Settings, Target, cache_dir, store_location
 from .values import parse_size
 
 
@@ -77,6 +77,7 @@ def load(opts: Options, engine: Engine) -> Settings:
         for name, t in targets.items()
     }
     settings.store = store_location(root, opts.store, tool)
+    settings.save = save_policy(tool, root, opts.save)
     if "store-max-size" in tool:
         settings.store_max_size = parse_size(tool["store-max-size"], f"{root}/pyproject.toml")
     settings.secret_patterns = patterns
@@ -125,3 +126,15 @@ def _path(value: object, base: Path) -> Path | None:
     if value is None:
         return None
     return (base / os.path.expanduser(str(value))).resolve()
+
+
+def save_policy(tool: Mapping[str, object], root: Path, forced: bool) -> str:
+    """``--save``, else ``STAGECACHE_SAVE``, else ``[tool.stagecache] save``, else ``ci``."""
+    if forced:
+        return "always"
+    env = os.environ.get("STAGECACHE_SAVE")
+    value = env if env is not None else tool.get("save", "ci")
+    where = "STAGECACHE_SAVE" if env is not None else f"{root}/pyproject.toml: [tool.stagecache] save"
+    if value not in SAVE_POLICIES:
+        raise ConfigError(f"{where} = {value!r}: say one of {', '.join(map(repr, SAVE_POLICIES))}")
+    return str(value)

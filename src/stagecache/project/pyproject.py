@@ -15,6 +15,7 @@ KNOWN_KEYS: dict[str, type | tuple[type, ...]] = {
     "compose-file": (str, list),
     "store": str,
     "store-max-size": (str, int),
+    "save": str,  # when builds are written into the store: "ci" (default), "always", "never"
     "repository": str,
     "targets": list,
     "secret-args": list,

@@ -46,6 +46,7 @@ class Settings:
         self.tool = tool or {}  # [tool.stagecache]
         self.store: Path | None = None
         self.store_max_size: int | None = None
+        self.save = "ci"  # when builds are written into the store: see saves()
         self.secret_patterns: tuple[str, ...] = DEFAULT_SECRET_PATTERNS
         self.compose_files: list[Path] = []  # what compose reads, in its order (also found by compose)
         self.compose_data: dict[str, Any] = {}  # `docker compose config --format json`
@@ -56,6 +57,13 @@ class Settings:
         # Services that inactive profiles hide, with the profiles that enable each (asked on demand:
         # it takes a `docker compose config` of its own).
         self.hidden_services: Callable[[], Mapping[str, Sequence[str]]] = dict
+
+    def saves(self) -> bool:
+        """Whether this run writes its builds into the store. ``ci`` (the default): on a CI runner,
+        whose daemon starts empty and whose cache directory is what the next job gets; not on a
+        developer's machine, whose daemon keeps every image it built (a copy of each edit's image
+        would cost every build a save, and the disk its bytes). The store is read everywhere."""
+        return self.save == "always" or (self.save == "ci" and in_ci())
 
     def select(self, names: Sequence[str]) -> list[Target]:
         chosen = list(names) or self.defaults or list(self.targets)
@@ -87,6 +95,27 @@ class Settings:
         )
 
 
+# Set by the CI services to say a job runs there: CI=true by GitHub Actions, GitLab CI, CircleCI, Travis,
+# Buildkite, Drone, Woodpecker; the others name themselves.
+CI_VARIABLES = (
+    "GITHUB_ACTIONS",
+    "GITLAB_CI",
+    "CIRCLECI",
+    "JENKINS_URL",
+    "TF_BUILD",
+    "BUILDKITE",
+    "TEAMCITY_VERSION",
+)
+SAVE_POLICIES = ("ci", "always", "never")
+
+
+def in_ci(env: Mapping[str, str] | None = None) -> bool:
+    """Whether this process runs as a CI job."""
+    env = os.environ if env is None else env
+    flag = env.get("CI", "").strip().lower()
+    return flag not in ("", "0", "false", "no") or any(env.get(name) for name in CI_VARIABLES)
+
+
 class Options(NamedTuple):
     """What the command line says about the project (None: not given)."""
 
@@ -96,6 +125,7 @@ class Options(NamedTuple):
     context: str | None = None
     build_args: Mapping[str, str] = MappingProxyType({})
     store: str | None = None
+    save: bool = False  # --save: write this run's builds into the store, wherever it runs
     repository: str | None = None
     project_name: str | None = None  # -p/--project-name, passed to compose
     profiles: Sequence[str] = ()  # --profile, passed to compose

@@ -25,10 +25,9 @@ from .tiers import Found, Publish
 class BackgroundTier:
     """A :class:`DirectoryTier` whose saves run beside the caller."""
 
-    writable = True
-
     def __init__(self, tier: DirectoryTier, reporter: Reporter) -> None:
         self.tier = tier
+        self.writable = tier.writable
         self.reporter = reporter
         self._pending: list[Publish] = []
         self._lock = threading.Lock()

@@ -22,11 +22,17 @@ class DirectoryTier:
     """A :class:`DirectoryStore` (a CI cache directory, or the user's cache) as the tier after the daemon."""
 
     name = "store"
-    writable = True
 
     def __init__(
-        self, store: DirectoryStore, engine: Engine, reporter: Reporter, max_size: int | None = None
+        self,
+        store: DirectoryStore,
+        engine: Engine,
+        reporter: Reporter,
+        max_size: int | None = None,
+        *,
+        writable: bool = True,
     ) -> None:
+        self.writable = writable  # False: read only (a developer's machine, see Settings.saves)
         self.store = store
         self.engine = engine
         self.reporter = reporter
