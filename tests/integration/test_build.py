@@ -8,7 +8,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -45,9 +45,17 @@ class Recording(Docker):
         self.calls.append("build")
         return super().build(**kwargs)
 
-    def save_file(self, image: str, path: Path) -> None:
+    def bake(self, *args: Any, **kwargs: Any) -> Any:  # a build of several targets at once
+        self.calls.append("build")
+        return super().bake(*args, **kwargs)
+
+    def save_file(self, image: str | Sequence[str], path: Path) -> None:
         self.calls.append("save")
         super().save_file(image, path)
+
+    def save_stream(self, images: Sequence[str]) -> Any:  # how the store reads a save
+        self.calls.append("save")
+        return super().save_stream(images)
 
     def load(self, chunks: Iterable[bytes]) -> str:
         self.calls.append("load")
@@ -107,8 +115,11 @@ def test_miss_then_daemon_hit_then_store_hit(
     first = resolver.resolve(target, quiet_build=True)
     assert first.outcome == "built"
     assert first.stored
-    assert docker.calls == ["build", "save"]
-    assert [e.key for e in store.entries()] == [first.key]
+    # one build; the target saved, and (stage restore) the stages it builds on under keys of their own
+    assert docker.calls[0] == "build"
+    assert set(docker.calls[1:]) == {"save"}
+    assert first.key in [e.key for e in store.entries()]
+    assert all(e.key == first.key or e.target.startswith("prod/") for e in store.entries())
 
     docker.calls.clear()
     second = resolver.resolve(target, tags=[f"stagecache-test-{run_id}:ci"], quiet_build=True)
@@ -141,6 +152,14 @@ def test_change_in_copied_file_builds_again(
     assert again_dev.key != first_dev.key
 
 
+def own_layer(store: DirectoryStore, key: str) -> Path:
+    """The file of the entry's last layer (the target's own, not a base image's)."""
+    entry = store.get(key)
+    assert entry is not None
+    manifest = json.loads(store.blobs.path(entry.manifest_digest).read_bytes())
+    return store.blobs.path(manifest["layers"][-1]["digest"])
+
+
 @pytest.mark.usefixtures("images")
 def test_corrupt_archive_is_removed_and_rebuilt(
     engine: Docker, project: Path, run_id: str, tmp_path: Path
@@ -148,10 +167,10 @@ def test_corrupt_archive_is_removed_and_rebuilt(
     store = DirectoryStore(tmp_path / "store")
     target = target_of(project, run_id)
     first = resolver_for(engine, store=store).resolve(target, quiet_build=True)
-    archive = store.archive_path(first.key)
-    data = bytearray(archive.read_bytes())
+    blob = own_layer(store, first.key)
+    data = bytearray(blob.read_bytes())
     data[len(data) // 2] ^= 0xFF
-    archive.write_bytes(bytes(data))
+    blob.write_bytes(bytes(data))
     remove_from_daemon(engine, first.image_id)
 
     warnings: list[str] = []
@@ -179,8 +198,8 @@ def test_truncated_archive_is_rebuilt(engine: Docker, project: Path, run_id: str
     store = DirectoryStore(tmp_path / "store")
     target = target_of(project, run_id)
     first = resolver_for(engine, store=store).resolve(target, quiet_build=True)
-    archive = store.archive_path(first.key)
-    archive.write_bytes(archive.read_bytes()[: archive.stat().st_size // 3])
+    blob = own_layer(store, first.key)
+    blob.write_bytes(blob.read_bytes()[: blob.stat().st_size // 3])
     remove_from_daemon(engine, first.image_id)
     again = resolver_for(engine, store=store).resolve(target, quiet_build=True)
     assert again.outcome == "built"
@@ -211,8 +230,8 @@ def test_concurrent_builds_of_one_key(engine: Docker, project: Path, run_id: str
     assert len({r["key"] for r in results}) == 1
     assert len({r["image_id"] for r in results}) == 1
     assert sorted(r["outcome"] for r in results).count("built") == 1
-    assert len(list((store / "v1/objects").iterdir())) == 1
-    assert list((store / "v1/tmp").iterdir()) == []
+    assert DirectoryStore(store).get(results[0]["key"]) is not None
+    assert list((store / "v2/tmp").iterdir()) == []
     assert DirectoryStore(store).verify() == []
 
 
@@ -225,22 +244,24 @@ def test_sigkill_during_save_leaves_no_archive(engine: Docker, tmp_path: Path, r
     proc = cli(*args, cwd=project)
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and proc.poll() is None:
-        if any((store / "v1/tmp").glob("*.partial")):
+        if any((store / "v2/tmp").glob("*.partial*")):
             proc.send_signal(signal.SIGKILL)
             break
         time.sleep(0.01)
     proc.communicate()
     assert proc.returncode == -signal.SIGKILL, "the save ended before it could be interrupted"
-    assert list((store / "v1/meta").iterdir()) == []
-    assert list((store / "v1/objects").iterdir()) == []
+    assert list((store / "v2/meta").iterdir()) == []  # blobs it wrote are no entry's: the next prune's
 
     again = cli(*args, "--json", cwd=project)
     out, err = again.communicate(timeout=600)
     assert again.returncode == 0, err
     assert json.loads(out)[0]["outcome"] == "daemon"  # the build had finished; only the save was lost
     assert json.loads(out)[0]["stored"] is True  # and the store gets the image now
-    assert list((store / "v1/tmp").iterdir()) == []  # the dead writer's temp file is gone
+    assert list((store / "v2/tmp").iterdir()) == []  # the dead writer's temp file is gone
     assert DirectoryStore(store).verify() == []
+    kept = DirectoryStore(store)
+    kept.prune(keep=10)  # the killed save's blobs, used by no entry, go
+    assert set(kept.blobs.all()) == set().union(*(e.blobs() for e in kept.entries()))
 
 
 @pytest.mark.usefixtures("images")
