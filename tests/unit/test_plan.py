@@ -14,6 +14,7 @@ import pytest
 from stagecache.store.blobs import BadBlob, Blobs
 from stagecache.store.directory import CorruptEntry, DirectoryStore
 from stagecache.store.plan import ForeignArchive, Member, Resave, load_stream, save_into, shared_prefix
+from tests import storekit as kit
 from tests.storekit import (
     LAYOUTS,
     image,
@@ -279,3 +280,18 @@ def test_a_save_that_lacks_the_asked_image_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ForeignArchive, match="does not list app:c"):
         store.put_images(io.BytesIO(tar), [wanted(key(1), "app:c", a)], [[]])
     assert store.entries() == []
+
+
+@pytest.mark.parametrize("layout", ["classic", "containerd"])
+def test_a_base_layer_named_otherwise_than_by_its_diff_id_is_not_kept(tmp_path: Path, layout: str) -> None:
+    """20.10 names a layer <id>/layer.tar and containerd by its compressed digest: the base's layer is
+    known only once read, and still leaves no blob behind (nor, on 20.10, a compressed copy)."""
+    store = DirectoryStore(tmp_path / "store")
+    base = kit.image([kit.layer("base", 300_000)], "base")
+    app = kit.image([*base.layers, kit.layer("app", 100_000)], "app")
+    entry = kit.put(store, kit.key(1), app, base=base, layout=layout)
+    kept = {m[1] for m in entry.members if m[1].startswith("sha256:")}
+    assert kit.blob_files(store) == kept | {entry.manifest_digest}  # nothing else written, nothing to sweep
+    assert not any(store.blobs.known(d) for d in base.diff_ids)
+    assert [m[2] for m in entry.members if m[1] == ""] == [0]  # the base layer: an empty member
+    assert list((store.base / "tmp").iterdir()) == []

@@ -16,9 +16,9 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-from collections.abc import Iterator
+from collections.abc import Container, Iterator
 from pathlib import Path
-from typing import IO, NamedTuple
+from typing import IO, NamedTuple, Protocol
 
 from .files import fsync_dir
 
@@ -27,6 +27,10 @@ ZSTD_LEVEL = 3
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 GZIP_MAGIC = b"\x1f\x8b"
 COMPRESS_FROM = 64 << 10  # smaller members (configs, manifests, empty layers) are kept as they are
+
+
+class Readable(Protocol):
+    def read(self, n: int = -1, /) -> bytes: ...
 
 
 class BadBlob(Exception):
@@ -104,50 +108,80 @@ class Blobs:
                     link.unlink()
 
     # --- writing --------------------------------------------------------------------------------------
-    def write(self, source: IO[bytes], size: int, temp: Path) -> Stored:
+    def write(self, source: Readable, size: int, temp: Path) -> Stored:
         """Copy ``size`` bytes of ``source`` into a blob (compressed when it is a big uncompressed
         file), and return it; an identical blob already stored is kept and the copy dropped."""
-        import zstandard
-
         head = source.read(min(size, CHUNK))
         compress = size >= COMPRESS_FROM and not head.startswith((ZSTD_MAGIC, GZIP_MAGIC))
-        content = hashlib.sha256()
-        stored = hashlib.sha256()
-        written = 0
         try:
             with open(temp, "xb") as fh:
-
-                class Sink:
-                    def write(self, data: bytes) -> int:
-                        nonlocal written
-                        stored.update(data)
-                        written += len(data)
-                        return fh.write(data)
-
-                compressor = zstandard.ZstdCompressor(level=ZSTD_LEVEL, threads=-1, write_checksum=True)
-                out = compressor.stream_writer(Sink(), closefd=False) if compress else Sink()  # type: ignore[arg-type]
-                left = size
-                data = head
-                while True:
-                    content.update(data)
-                    out.write(data)
-                    left -= len(data)
-                    if left <= 0:
-                        break
-                    data = source.read(min(left, CHUNK))
-                    if not data:
-                        raise EOFError(f"the image stream ended {left} bytes early")
-                if compress:
-                    out.close()  # type: ignore[union-attr]
-                fh.flush()
-                os.fsync(fh.fileno())
-            result = Stored(
-                "sha256:" + stored.hexdigest(), written, "sha256:" + content.hexdigest(), size, compress, True
-            )
-            return self._commit(temp, result)
+                blob = self._copy(head, source, size, fh, compress)
+            return self._commit(temp, blob)
         finally:
             with contextlib.suppress(FileNotFoundError):
                 temp.unlink()
+
+    def write_unless(
+        self, source: IO[bytes], size: int, temp: Path, unwanted: Container[str]
+    ) -> Stored | None:
+        """:meth:`write` for a file whose digest is only known once read (a 20.10 ``layer.tar``): it
+        is copied as it is first, and compressed only when its digest is neither ``unwanted`` (a base
+        image's layer: None) nor a blob the store has; a base layer then costs no compression."""
+        head = source.read(min(size, CHUNK))
+        if size < COMPRESS_FROM or head.startswith((ZSTD_MAGIC, GZIP_MAGIC)):
+            with contextlib.suppress(FileNotFoundError):
+                temp.unlink()
+            return self.write(_Prefixed(head, source), size, temp)
+        raw = temp.with_name(temp.name + ".raw")
+        try:
+            with open(raw, "xb") as fh:
+                first = self._copy(head, source, size, fh, False)
+            if first.content in unwanted:
+                return None
+            if (known := self.known(first.content)) is not None:
+                return known._replace(content_size=size)
+            with open(raw, "rb") as fh:
+                return self.write(fh, size, temp)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                raw.unlink()
+
+    def _copy(self, head: bytes, source: Readable, size: int, fh: IO[bytes], compress: bool) -> Stored:
+        """Copy ``head`` and the rest of ``size`` bytes from ``source`` into ``fh`` (through zstd when
+        ``compress``), hashing what is read and what is written; fsynced."""
+        import zstandard
+
+        content = hashlib.sha256()
+        stored = hashlib.sha256()
+        written = 0
+
+        class Sink:
+            def write(self, data: bytes) -> int:
+                nonlocal written
+                stored.update(data)
+                written += len(data)
+                return fh.write(data)
+
+        compressor = zstandard.ZstdCompressor(level=ZSTD_LEVEL, threads=-1, write_checksum=True)
+        out = compressor.stream_writer(Sink(), closefd=False) if compress else Sink()  # type: ignore[arg-type]
+        left = size
+        data = head
+        while True:
+            content.update(data)
+            out.write(data)
+            left -= len(data)
+            if left <= 0:
+                break
+            data = source.read(min(left, CHUNK))
+            if not data:
+                raise EOFError(f"the image stream ended {left} bytes early")
+        if compress:
+            out.close()  # type: ignore[union-attr]
+        fh.flush()
+        os.fsync(fh.fileno())
+        return Stored(
+            "sha256:" + stored.hexdigest(), written, "sha256:" + content.hexdigest(), size, compress, True
+        )
 
     def put_bytes(self, data: bytes, temp: Path) -> Stored:
         import io
@@ -215,6 +249,22 @@ class Blobs:
         except OSError:
             return False
         return "sha256:" + sha.hexdigest() == digest
+
+
+class _Prefixed:
+    """A file object that gives ``head`` first, then the rest of ``source``."""
+
+    def __init__(self, head: bytes, source: Readable) -> None:
+        self.head = head
+        self.source = source
+
+    def read(self, n: int = -1, /) -> bytes:
+        if self.head:
+            data, self.head = (
+                (self.head, b"") if n < 0 or n >= len(self.head) else (self.head[:n], self.head[n:])
+            )
+            return data
+        return self.source.read(n)
 
 
 class _IterReader:

@@ -165,7 +165,14 @@ def save_into(
             handle = tar.extractfile(info)
             assert handle is not None
             n += 1
-            stored[name] = blobs.write(handle, info.size, temp.with_name(f"{temp.name}.{n}"))
+            part = temp.with_name(f"{temp.name}.{n}")
+            if by_name:
+                stored[name] = blobs.write(handle, info.size, part)
+            # named otherwise (20.10's <id>/layer.tar): a base layer is known once it is read
+            elif (blob := blobs.write_unless(handle, info.size, part, skip)) is not None:
+                stored[name] = blob
+            else:
+                base_sizes[name] = info.size
     if "manifest.json" not in named:
         raise ForeignArchive("it has no manifest.json")
     manifest = _json(named["manifest.json"], "manifest.json")
@@ -174,6 +181,12 @@ def save_into(
     claimed: set[str] = set()  # new blobs an earlier image of this save counted already
     for ref, chains in zip(refs, bases, strict=True):
         images.append(_plan(ref, chains, manifest, index, named, stored, base_sizes, blobs, claimed))
+    # Blobs this save wrote that no image uses: a base image's layers on engines that name them by a
+    # digest other than their diff ID (containerd's compressed blobs). Nothing else can use them yet.
+    used = {m.digest for image in images for m in image.members} | {i.config.digest for i in images}
+    for blob in stored.values():
+        if blob.new and blob.digest not in used:
+            blobs.remove(blob.digest)
     return images
 
 
