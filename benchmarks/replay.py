@@ -640,7 +640,8 @@ def run_approach(
         seconds, done, detail = execute(["bash", str(ci / "plain.sh"), project], cwd=repo)
         outcome = "built"
     else:
-        env = {"STAGECACHE_CACHE_DIR": str(tmp / f"sc-cache-{index}"), **c.python_env(tmp)}
+        # a CI job: CI=true (and python_env's STAGECACHE_SAVE=always) writes its builds into the store
+        env = {"STAGECACHE_CACHE_DIR": str(tmp / f"sc-cache-{index}"), "CI": "true", **c.python_env(tmp)}
         env.pop("STAGECACHE_STORE", None)
         argv = [
             *c.stagecache(),
