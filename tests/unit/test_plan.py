@@ -7,6 +7,7 @@ import gzip
 import io
 import json
 import tarfile
+from collections.abc import Iterable
 from pathlib import Path
 
 import pytest
@@ -295,3 +296,26 @@ def test_a_base_layer_named_otherwise_than_by_its_diff_id_is_not_kept(tmp_path: 
     assert not any(store.blobs.known(d) for d in base.diff_ids)
     assert [m[2] for m in entry.members if m[1] == ""] == [0]  # the base layer: an empty member
     assert list((store.base / "tmp").iterdir()) == []
+
+
+def _sizes(stream: Iterable[bytes]) -> dict[str, int]:
+    with tarfile.open(fileobj=io.BytesIO(b"".join(stream))) as tar:
+        return {m.name: m.size for m in tar}
+
+
+@pytest.mark.parametrize("layout", kit.LAYOUTS)
+def test_layers_of_an_image_the_daemon_has_go_as_empty_members(tmp_path: Path, layout: str) -> None:
+    """A target loaded after its stage: the stage's layers are in the daemon, only the target's go."""
+    store = DirectoryStore(tmp_path / "store")
+    base = kit.image([kit.layer("base")], "base")
+    deps = kit.image([*base.layers, kit.layer("deps")], "deps")
+    app = kit.image([*deps.layers, kit.layer("app")], "app")
+    entry = kit.put(store, kit.key(1), app, base=base, layout=layout)
+    whole = _sizes(store.load_stream(entry))
+    sizes = _sizes(store.load_stream(entry, [deps.diff_ids]))
+    emptied = sorted(name for name, size in sizes.items() if size == 0 and whole[name] > 0)
+    assert len(emptied) == 1  # the deps layer; the app layer, the config and the rest are sent
+    assert sum(sizes.values()) < sum(whole.values())
+    # an image the daemon has that is not a prefix of this one gives nothing
+    other = kit.image([*base.layers, kit.layer("other")], "other")
+    assert _sizes(store.load_stream(entry, [other.diff_ids])) == whole

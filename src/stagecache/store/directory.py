@@ -134,14 +134,15 @@ class DirectoryStore:
                 out.append(entry)
         return sorted(out, key=lambda e: e.last_used, reverse=True)
 
-    def load_stream(self, entry: Entry) -> Iterator[bytes]:
-        """The tar ``docker load`` reads for an entry, made from its blobs as it is read. Raises
+    def load_stream(self, entry: Entry, present: Sequence[Sequence[str]] = ()) -> Iterator[bytes]:
+        """The tar ``docker load`` reads for an entry, made from its blobs as it is read (``present``:
+        diff IDs of images the daemon has, whose layers need not be sent). Raises
         :class:`CorruptEntry` (the entry removed) when a blob is missing or damaged."""
         from .plan import Member, load_stream
 
         members = [Member(str(n), str(d), int(s), bool(c)) for n, d, s, c in entry.members]
         try:
-            yield from load_stream(members, self.blobs)
+            yield from load_stream(members, self.blobs, present)
         except BadBlob as exc:
             self.remove(entry.key)
             raise CorruptEntry(f"{exc}; entry {entry.key[:19]} removed") from None

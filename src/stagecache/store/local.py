@@ -38,6 +38,9 @@ class DirectoryTier:
         self.reporter = reporter
         self.max_size = max_size  # ``store-max-size``: pruned to it after every save, by any command
         self.last_saved: Saved | None = None
+        # diff IDs of the images this tier loaded: the next load (a target after its stages) does not
+        # send the layers they gave the daemon again
+        self.loaded: list[tuple[str, ...]] = []
 
     def _keep_within_limit(self) -> None:
         if self.max_size is None:
@@ -65,7 +68,8 @@ class DirectoryTier:
         from .plan import ForeignArchive
 
         try:
-            loaded = self.engine.load(self._counted(self.store.load_stream(entry), "load", entry.image_bytes))
+            stream = self.store.load_stream(entry, self.loaded)
+            loaded = self.engine.load(self._counted(stream, "load", entry.image_bytes))
         except CorruptEntry as exc:
             self.reporter.warn(f"{target}: {exc}; rebuilding")
             return None
@@ -96,6 +100,7 @@ class DirectoryTier:
             return None
         self.engine.tag(info.id, ref)
         self.store.touch(entry)
+        self.loaded.append(info.layers)
         return Found(info.id, (*info.repo_tags, ref))
 
     def publish(self, item: Publish) -> bool:

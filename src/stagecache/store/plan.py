@@ -326,10 +326,18 @@ def _diff_ids(config: bytes) -> list[str]:
 # --- loading -------------------------------------------------------------------------------------------
 
 
-def load_stream(members: Sequence[Member], blobs: Blobs) -> Iterator[bytes]:
+def load_stream(
+    members: Sequence[Member], blobs: Blobs, present: Sequence[Sequence[str]] = ()
+) -> Iterator[bytes]:
     """The tar ``docker load`` reads for one load plan, made as it is read; every blob is checked
-    against its digest on the way (:class:`~stagecache.store.blobs.BadBlob`)."""
+    against its digest on the way (:class:`~stagecache.store.blobs.BadBlob`). ``present``: diff IDs of
+    images the daemon has (a stage just loaded): the layers they give go as empty members, as the base
+    image's do."""
+    emptied = _present_layers(members, blobs, present) if present else set()
     for member in members:
+        if member.name in emptied:
+            yield from _file(member.name, [], 0)
+            continue
         if member.digest.startswith("inline:"):
             data = member.digest.removeprefix("inline:").encode()
             if member.name in NAMED:
@@ -343,6 +351,24 @@ def load_stream(members: Sequence[Member], blobs: Blobs) -> Iterator[bytes]:
                 member.name, blobs.read(member.digest, compressed=member.compressed), member.size
             )
     yield b"\0" * (2 * tarfile.BLOCKSIZE)
+
+
+def _present_layers(members: Sequence[Member], blobs: Blobs, present: Sequence[Sequence[str]]) -> set[str]:
+    """The layer members of a plan whose chain one of the ``present`` images already has."""
+    text = next((m.digest for m in members if m.name == "manifest.json"), "").removeprefix("inline:")
+    try:
+        image = json.loads(text)[0]
+        layers, config_name = (
+            [posixpath.normpath(p) for p in image["Layers"]],
+            posixpath.normpath(image["Config"]),
+        )
+    except (ValueError, KeyError, IndexError, TypeError):
+        return set()  # load_stream's own checks say what is wrong with it
+    config = next((m for m in members if m.name == config_name and m.digest.startswith("sha256:")), None)
+    if config is None:
+        return set()
+    diff_ids = _diff_ids(b"".join(blobs.read(config.digest, compressed=config.compressed)))
+    return set(layers[: shared_prefix(diff_ids, present)]) if len(diff_ids) == len(layers) else set()
 
 
 def _file(name: str, chunks: Iterable[bytes], size: int) -> Iterator[bytes]:
