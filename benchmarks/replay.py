@@ -703,6 +703,10 @@ def summarize(runs: list[Run], n_commits: int) -> tuple[list[str], dict[str, Any
     out.append(
         f"{'cache bytes at the end':30}" + "".join(f"{fmt_bytes(final_bytes[a]):>14}" for a in APPROACHES)
     )
+    sc_tests = sum(r.detail.get("tests", 0.0) for r in runs if r.approach == "stagecache")
+    if total["seed"] > 0 and sc_tests:
+        out.append(f"floor: stagecache's tests phase alone / seed total = {sc_tests / total['seed']:.2f}x "
+                   f"(the total ratio with every build and load free)")  # fmt: skip
     if bad:
         out.append(f"left out of totals, medians and ratios: commits {', '.join(map(str, sorted(bad)))}")
     for a in APPROACHES:
@@ -739,6 +743,7 @@ def summarize(runs: list[Run], n_commits: int) -> tuple[list[str], dict[str, Any
         "cache_bytes_at_end": final_bytes,
         "code_only_stagecache_over_seed_hit": vs_hit,
         "code_only_store_added_over_changed_layers": growth,
+        "floor_stagecache_tests_over_seed_total": sc_tests / total["seed"] if total["seed"] > 0 else None,
     }
     return out, summary, checks
 
