@@ -557,7 +557,7 @@ def choose_engine(allow_wipe: bool) -> str:
         raise SystemExit(
             f"{host} (data-root {root}) is not the bench lane, and this benchmark removes every image but "
             f"the base images from its engine: use the bench lane (unset DOCKER_HOST, or "
-            f"DOCKER_HOST=$(scripts/ensure-engine --lane bench)), or pass --allow-wipe"
+            f'export "$(scripts/ensure-engine --lane bench)"), or pass --allow-wipe'
         )
     for image in BASE_IMAGES:
         if c.image_id(image) is None:
