@@ -55,7 +55,10 @@ class Run:
         return data
 
     def store_entries(self) -> list[str]:
-        return [e.key for e in DirectoryStore(self.store).entries()] if self.store.exists() else []
+        """The targets' entries (a target's stage images, ``target/stage``, are entries of their own)."""
+        if not self.store.exists():
+            return []
+        return [e.key for e in DirectoryStore(self.store).entries() if "/" not in e.target]
 
     def tags_of(self, image: str) -> list[str]:
         info = self.engine.image_inspect(image)
