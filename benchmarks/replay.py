@@ -98,9 +98,13 @@ EXPOSE 8000
 CMD ["uvicorn", "app.main:app", "--host", "0.0.0.0", "--port", "8000"]
 
 
-FROM deps AS dev
+# The test tools in a stage of their own, so that a code change does not install them again.
+FROM deps AS dev-deps
 COPY requirements-dev.txt ./
 RUN pip install -r requirements-dev.txt
+
+
+FROM dev-deps AS dev
 COPY pytest.ini ./
 COPY app/ app/
 COPY tests/ tests/

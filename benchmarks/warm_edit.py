@@ -13,8 +13,8 @@ edits one file in src/ (a value no earlier build saw, so the edit is a real miss
   written into the store before the process ends;
 * anchor: `docker compose build api-tests` of the same target.
 
-Reported: the median ratio stagecache / compose (goal <= 1.2, the issue's bound for a code-only
-commit), the same with the save (no goal), and stagecache's own seconds (`--json`).
+Reported: the median ratio stagecache / compose (goal <= 1.5, issue 13's), the same with the save
+(no goal), and stagecache's own seconds (`--json`).
 """
 
 from __future__ import annotations
@@ -98,7 +98,7 @@ def main() -> int:
     med = {name: c.median(values) for name, values in times.items()}
     ratio = med["stagecache"] / med["anchor"]
     ratio_save = med["stagecache_save"] / med["anchor"]
-    checks = [c.Check("warm one-file edit, stagecache build / docker compose build", ratio, 1.2, "x")]
+    checks = [c.Check("warm one-file edit, stagecache build / docker compose build", ratio, 1.5, "x")]
     print(f"first build (cold store, warm BuildKit cache, not timed): {first:.1f} s")
     print(f"medians of {args.repeat}, one file of src/ edited before each build:")
     print(f"  stagecache build {SERVICE} (whole CLI, outcome built)   {c.ms(med['stagecache'])}")
