@@ -319,3 +319,33 @@ def test_layers_of_an_image_the_daemon_has_go_as_empty_members(tmp_path: Path, l
     # an image the daemon has that is not a prefix of this one gives nothing
     other = kit.image([*base.layers, kit.layer("other")], "other")
     assert _sizes(store.load_stream(entry, [other.diff_ids])) == whole
+
+
+def _tar_layer(files: dict[str, bytes]) -> bytes:
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return out.getvalue()
+
+
+@pytest.mark.parametrize("layout", ["classic", "oci"])
+def test_a_small_layer_is_kept_compressed_and_a_config_as_it_is(tmp_path: Path, layout: str) -> None:
+    """A one-line edit's layer is a few kB of tar headers and padding: zstd keeps a fraction of it;
+    the config stays plain JSON (OCI tools read it)."""
+    store = DirectoryStore(tmp_path / "store")
+    small = _tar_layer({"app/main.py": b"print('v2')\n"})
+    assert len(small) < 64 << 10
+    img = kit.image([small], "small")
+    entry = kit.put(store, kit.key(1), img, layout=layout)
+    layer_blob = next(m for m in entry.members if m[2] == len(small))
+    assert layer_blob[3] is True
+    assert store.blobs.size(layer_blob[1]) < len(small) / 4
+    assert store.blobs.known(img.diff_ids[0]) is not None  # found again by its diff ID
+    config = next(m for m in entry.members if m[2] == len(img.config))
+    assert config[3] is False
+    assert store.blobs.path(config[1]).read_bytes() == img.config
+    with kit.loaded(store, kit.key(1)) as tar:  # and it loads back byte for byte
+        assert kit.member_bytes(tar, layer_blob[0]) == small

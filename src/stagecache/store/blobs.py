@@ -26,7 +26,16 @@ CHUNK = 1 << 20
 ZSTD_LEVEL = 3
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 GZIP_MAGIC = b"\x1f\x8b"
-COMPRESS_FROM = 64 << 10  # smaller members (configs, manifests, empty layers) are kept as they are
+COMPRESS_FROM = 64 << 10  # smaller files that are not a tar (configs, manifests) are kept as they are
+
+
+def worth_compressing(head: bytes, size: int) -> bool:
+    """Whether a file goes into the store zstd-compressed: an uncompressed layer (a tar, whatever its
+    size: a one-line edit's layer is a few kB of tar headers and padding), or anything big that is
+    not compressed already. Configs and manifests stay as they are: OCI tools read them."""
+    if head.startswith((ZSTD_MAGIC, GZIP_MAGIC)):
+        return False
+    return size >= COMPRESS_FROM or head[257:262] == b"ustar"
 
 
 class Readable(Protocol):
@@ -112,7 +121,7 @@ class Blobs:
         """Copy ``size`` bytes of ``source`` into a blob (compressed when it is a big uncompressed
         file), and return it; an identical blob already stored is kept and the copy dropped."""
         head = source.read(min(size, CHUNK))
-        compress = size >= COMPRESS_FROM and not head.startswith((ZSTD_MAGIC, GZIP_MAGIC))
+        compress = worth_compressing(head, size)
         try:
             with open(temp, "xb") as fh:
                 blob = self._copy(head, source, size, fh, compress)
@@ -128,7 +137,7 @@ class Blobs:
         is copied as it is first, and compressed only when its digest is neither ``unwanted`` (a base
         image's layer: None) nor a blob the store has; a base layer then costs no compression."""
         head = source.read(min(size, CHUNK))
-        if size < COMPRESS_FROM or head.startswith((ZSTD_MAGIC, GZIP_MAGIC)):
+        if not worth_compressing(head, size):
             with contextlib.suppress(FileNotFoundError):
                 temp.unlink()
             return self.write(_Prefixed(head, source), size, temp)
