@@ -71,14 +71,14 @@ def setup(tmp_path: Path, engine: SlowSave) -> tuple[Target, DirectoryStore, Rec
 
 def test_a_miss_returns_before_its_save_and_the_end_waits_for_it(tmp_path: Path) -> None:
     engine = SlowSave()
-    target, store, reporter, tier = setup(tmp_path, engine)
+    _, store, reporter, tier = setup(tmp_path, engine)
     assert engine.started.wait(10)
     assert store.entries() == []  # the resolver returned; the save is still under way
     engine.go.set()
     tier.finish()
     entries = store.entries()
     assert [e.target for e in entries] == ["dev"]
-    assert any(s.startswith("stored 1 image in the store:") and "MB new" in s for s in reporter.steps)
+    assert any(s.startswith("stored 1 image in the store:") and "B new of" in s for s in reporter.steps)
     assert store.verify() == []
 
 

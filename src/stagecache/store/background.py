@@ -93,7 +93,7 @@ class BackgroundTier:
             self.reporter.step(
                 _names(todo),
                 f"stored {stored} image{'s' if stored > 1 else ''} in the store: "
-                f"{done.new_bytes / 1e6:.1f} MB new of {done.image_bytes / 1e6:.0f} MB, "
+                f"{_size(done.new_bytes)} new of {_size(done.image_bytes)}, "
                 f"{time.monotonic() - start:.1f}s",
             )
 
@@ -114,6 +114,13 @@ class BackgroundTier:
             self.reporter.warn(
                 f"{names}: save into the store stopped before its record; the store is unchanged"
             )
+
+
+def _size(n: int) -> str:
+    """Bytes for a person: ``12.3 kB``, ``4.5 MB``, ``1.20 GB``."""
+    if n < 1e6:
+        return f"{n / 1e3:.1f} kB"
+    return f"{n / 1e6:.1f} MB" if n < 1e9 else f"{n / 1e9:.2f} GB"
 
 
 def _names(items: list[Publish]) -> str:
