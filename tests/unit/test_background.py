@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import IO, cast
@@ -125,3 +126,33 @@ def test_images_handed_over_during_a_save_go_into_the_next_one_together(tmp_path
     assert engine.calls.count("save") == saves_before + 1
     assert sorted(e.target for e in store.entries()) == ["dev", "dev0", "dev1"]
     assert store.verify() == []
+
+
+def test_a_key_handed_over_counts_as_stored_and_a_busy_lock_holds_no_other(tmp_path: Path) -> None:
+    """The build thread may hold a key the save needs while it asks for a key the save has: the save
+    never holds one key while it waits for another, and a key on its way is not published again."""
+    engine = SlowSave()
+    _, store, _, tier = setup(tmp_path, engine)
+    assert engine.started.wait(10)
+    item = tier._current[0]
+    assert store.get(item.key) is None
+    assert tier.has(item.key)  # on its way: the resolver does not publish it again, nor lock it for that
+    engine.go.set()
+    tier.finish()
+    # a save of two keys, one of which the "build thread" holds: it waits holding neither
+    repository = item.ref.rsplit(":", 1)[0]
+    # the busy key sorts after the free one: a save taking its locks in order would hold the free one
+    busy = item._replace(key="sha256:" + "e" * 64, ref=f"{repository}:busy")
+    free = item._replace(key="sha256:" + "d" * 64, ref=f"{repository}:free")
+    engine.tag(item.image_id, busy.ref)
+    engine.tag(item.image_id, free.ref)
+    with store.lock(busy.key):
+        tier.publish(busy)
+        tier.publish(free)
+        time.sleep(0.5)
+        held = store.try_lock(free.key)
+        assert held is not None  # the save is waiting, and not with this key in hand
+        held.close()
+        assert store.get(free.key) is None
+    tier.finish()
+    assert {busy.key, free.key} <= {e.key for e in store.entries()}

@@ -34,6 +34,7 @@ class BackgroundTier:
         self._worker: threading.Thread | None = None
         self._current: list[Publish] = []
         self._cancelled = threading.Event()
+        self.stopped = False  # a save was called off before its record
         self.saved = 0  # entries stored by this process's saves
         self.failed = 0
 
@@ -42,6 +43,11 @@ class BackgroundTier:
         return self.tier.name
 
     def has(self, key: str) -> bool:
+        """Whether the store has the key, or will once the saves under way end (a key handed over
+        is not published again, nor locked by the caller meanwhile)."""
+        with self._lock:
+            if any(p.key == key for p in (*self._pending, *self._current)):
+                return True
         return self.tier.has(key)
 
     def fetch(self, key: str, ref: str, target: str) -> Found | None:
@@ -70,22 +76,27 @@ class BackgroundTier:
                     self._worker = None
                     return
             try:
-                self._save(batch)
+                if not self._save(batch):
+                    self.stopped = True
             except Exception as exc:  # noqa: BLE001 -- a save never fails the command: it is said
                 self.failed += len(batch)
                 self.reporter.warn(f"{_names(batch)}: not stored: {exc}")
 
-    def _save(self, batch: list[Publish]) -> None:
+    def _save(self, batch: list[Publish]) -> bool:
+        """Save a batch; False when it was called off before its records."""
         start = time.monotonic()
         with contextlib.ExitStack() as held:
-            # Each key's lock: the resolver let go of it once the image was in the daemon. Another
-            # process may have stored a key meanwhile; it is not saved twice.
-            for item in sorted(batch, key=lambda i: i.key):
-                held.enter_context(self.tier.lock(item.key))
-            todo = [item for item in batch if self.tier.store.get(item.key) is None]
+            if not self._hold(batch, held):
+                return False  # called off while another process held a key
+            # Another process may have stored a key meanwhile: it is not saved twice (unless what
+            # the store has would not load here: then it is replaced).
+            broken = self.tier.failed_loads
+            todo = [item for item in batch if item.key in broken or self.tier.store.get(item.key) is None]
             if not todo:
-                return
+                return True
             stored = self.tier.publish_many(todo, cancelled=self._cancelled.is_set)
+            if self.tier.last_cancelled:
+                return False
         self.saved += stored
         self.failed += len(todo) - stored
         done = self.tier.last_saved
@@ -96,6 +107,24 @@ class BackgroundTier:
                 f"{_size(done.new_bytes)} new of {_size(done.image_bytes)}, "
                 f"{time.monotonic() - start:.1f}s",
             )
+        return True
+
+    def _hold(self, batch: list[Publish], held: contextlib.ExitStack) -> bool:
+        """Take every key's lock, all or none at a time (never holding one while waiting for another:
+        this process's build may hold one of them while it waits for another, as may other
+        processes). False when cancelled first."""
+        keys = sorted({item.key for item in batch})
+        while not self._cancelled.is_set():
+            got = [self.tier.store.try_lock(key) for key in keys]
+            if all(fh is not None for fh in got):
+                for fh in got:
+                    held.callback(fh.close)  # type: ignore[union-attr]
+                return True
+            for fh in got:
+                if fh is not None:
+                    fh.close()
+            time.sleep(0.1)
+        return False
 
     def finish(self, *, cancel: bool = False) -> None:
         """Wait for the saves: all of them, or (``cancel``) the one in progress to stop cleanly."""
@@ -107,10 +136,9 @@ class BackgroundTier:
         names = _names(self._current) or "store"
         if worker.is_alive() and not cancel:
             self.reporter.step(names, "waiting for the save into the store")
-        stopped = cancel and worker.is_alive()
         while worker.is_alive():
             worker.join(0.2)
-        if stopped:
+        if cancel and self.stopped:
             self.reporter.warn(
                 f"{names}: save into the store stopped before its record; the store is unchanged"
             )
