@@ -349,3 +349,34 @@ def test_a_small_layer_is_kept_compressed_and_a_config_as_it_is(tmp_path: Path, 
     assert store.blobs.path(config[1]).read_bytes() == img.config
     with kit.loaded(store, kit.key(1)) as tar:  # and it loads back byte for byte
         assert kit.member_bytes(tar, layer_blob[0]) == small
+
+
+def test_a_layer_docker_2010_writes_as_a_link_to_its_first_copy_is_kept_and_loads(tmp_path: Path) -> None:
+    """20.10's save writes a layer it has written already (the same layer again, further up) as a
+    symlink to the first copy; the plan gives the link's member the same blob."""
+    store = DirectoryStore(tmp_path / "store")
+    same, other = _tar_layer({"a": b"1"}), _tar_layer({"b": b"2"})
+    img = kit.image([same, other, same], "twice")
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w") as tar:
+
+        def add(name: str, data: bytes) -> None:
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+
+        add("l1/layer.tar", same)
+        add("l2/layer.tar", other)
+        link = tarfile.TarInfo("l3/layer.tar")
+        link.type, link.linkname = tarfile.SYMTYPE, "../l1/layer.tar"
+        tar.addfile(link)
+        add("cfg.json", img.config)
+        layers = ["l1/layer.tar", "l2/layer.tar", "l3/layer.tar"]
+        add(
+            "manifest.json",
+            json.dumps([{"Config": "cfg.json", "RepoTags": ["x:1"], "Layers": layers}]).encode(),
+        )
+    store.put_images(io.BytesIO(out.getvalue()), [kit.wanted(kit.key(1), "x:1", img)], [[]])
+    with kit.loaded(store, kit.key(1)) as tar:
+        assert kit.member_bytes(tar, "l3/layer.tar") == same
+        assert kit.member_bytes(tar, "l1/layer.tar") == same

@@ -33,8 +33,8 @@ def worth_compressing(head: bytes, size: int) -> bool:
     """Whether a file goes into the store zstd-compressed: an uncompressed layer (a tar, whatever its
     size: a one-line edit's layer is a few kB of tar headers and padding), or anything big that is
     not compressed already. Configs and manifests stay as they are: OCI tools read them."""
-    if head.startswith((ZSTD_MAGIC, GZIP_MAGIC)):
-        return False
+    if head.startswith((ZSTD_MAGIC, GZIP_MAGIC)) or head.lstrip()[:1] in (b"{", b"["):
+        return False  # compressed already, or JSON (a config with a long history can pass 64 kB)
     return size >= COMPRESS_FROM or head[257:262] == b"ustar"
 
 
@@ -99,7 +99,7 @@ class Blobs:
     def all(self) -> list[str]:
         if not self.dir.is_dir():
             return []
-        return ["sha256:" + p.name for p in self.dir.iterdir() if len(p.name) == 64]
+        return ["sha256:" + p.name for p in self.dir.iterdir() if len(p.name) == 64 and p.is_file()]
 
     def remove(self, digest: str) -> None:
         with contextlib.suppress(FileNotFoundError):

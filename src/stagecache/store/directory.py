@@ -97,6 +97,11 @@ class DirectoryStore:
         with flocked(self._dir("locks") / f"{key_hex(key)}.lock", on_wait):
             yield
 
+    def try_lock(self, key: str) -> IO[bytes] | None:
+        """The key's lock if it is free now (closing the file releases it), else None."""
+        self.ensure()
+        return self._try_lock(key_hex(key))
+
     def _try_lock(self, name: str, shared: bool = False) -> IO[bytes] | None:
         fh = open(self._dir("locks") / f"{name}.lock", "a+b")  # noqa: SIM115
         try:
@@ -173,13 +178,15 @@ class DirectoryStore:
         ``cancelled()`` turns true the save stops before its next blob and writes no record."""
         import tarfile
 
-        from .plan import save_into
+        from .plan import Cancelled, save_into
 
         self.ensure()
         temp = self.temp_path(wanted[0]["key"], "blob")
         try:
             with self._saving():
                 images = save_into(stream, [w["ref"] for w in wanted], self.blobs, bases, temp, cancelled)
+                if cancelled():
+                    raise Cancelled
                 entries = [self._commit(w, image) for w, image in zip(wanted, images, strict=True)]
         except (tarfile.TarError, EOFError) as exc:  # a save cut short: no record was written
             raise StoreError(
@@ -191,6 +198,8 @@ class DirectoryStore:
                 f"could not save into store {self.root}: {reason}; the store is unchanged"
             ) from None
         self.write_index()
+        if any(image.unused for image in images):
+            self.sweep()  # what the save wrote that no image uses (containerd's base layers)
         return entries
 
     def _commit(self, wanted: dict[str, Any], image: Image) -> Entry:

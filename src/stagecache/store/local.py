@@ -7,7 +7,7 @@ import hashlib
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from ..engine.base import Engine
 from ..errors import CommandError, StoreError
@@ -16,6 +16,9 @@ from ..progress import Reporter
 from ..refs import KEY_LABEL
 from .directory import CorruptEntry, DirectoryStore
 from .tiers import Found, Publish
+
+if TYPE_CHECKING:
+    from .entry import Entry
 
 
 class DirectoryTier:
@@ -41,6 +44,8 @@ class DirectoryTier:
         # diff IDs of the images this tier loaded: the next load (a target after its stages) does not
         # send the layers they gave the daemon again
         self.loaded: list[tuple[str, ...]] = []
+        self.failed_loads: set[str] = set()  # keys whose entry docker load refused: a save replaces them
+        self.last_cancelled = False  # the last save was called off before its records
 
     def _keep_within_limit(self) -> None:
         if self.max_size is None:
@@ -67,6 +72,7 @@ class DirectoryTier:
         )
         from .plan import ForeignArchive
 
+        self.store.touch(entry)  # in use: the least recently used entries a prune takes are others
         try:
             stream = self.store.load_stream(entry, self.loaded)
             loaded = self.engine.load(self._counted(stream, "load", entry.image_bytes))
@@ -80,7 +86,11 @@ class DirectoryTier:
             )
             return None
         except CommandError as exc:  # e.g. a base layer gone from the daemon since the key was computed
+            self.failed_loads.add(key)
             self.reporter.warn(f"{target}: docker load failed ({exc}); rebuilding")
+            return None
+        except OSError as exc:  # a blob the store cannot read (permissions, I/O error)
+            self.reporter.warn(f"{target}: the store's entry could not be read ({exc}); rebuilding")
             return None
         # Loads carry no names (plan.py): the image is found by the ID its record gives, then tagged
         # with the name this checkout asks for, whatever repository the entry was saved from.
@@ -109,6 +119,7 @@ class DirectoryTier:
     def publish_many(self, items: Sequence[Publish], cancelled: Callable[[], bool] = lambda: False) -> int:
         """Keep the daemon's images of ``items`` (one ``docker save`` for all: a layer they share is
         read once); the caller holds each key's lock. How many were kept; a warning says why not."""
+        from .blobs import BadBlob
         from .plan import Cancelled, ForeignArchive, Resave
 
         names = ", ".join(dict.fromkeys(i.target for i in items))
@@ -120,6 +131,8 @@ class DirectoryTier:
         bases = [i.base_layers for i in items]
         refs = [i.ref for i in items]
         start = time.monotonic()
+        self.last_cancelled = False
+        entries: list[Entry] = []
         try:
             try:
                 with self.engine.save_stream(refs) as stream:
@@ -128,10 +141,18 @@ class DirectoryTier:
                 with self.engine.save_stream(refs) as stream:
                     entries = self.store.put_images(stream, wanted, [[] for _ in items], cancelled)
         except Cancelled:
+            self.last_cancelled = True
             return 0
-        except (StoreError, CommandError, OSError, ValueError, KeyError, ForeignArchive) as exc:
+        except CommandError as exc:
+            if not entries:
+                self.reporter.warn(f"{names}: not stored: {exc}")
+                return 0
+            # The records were written: every file their images need was read and checked by its
+            # digest; docker save's exit status only says that it did not end its stream cleanly.
+        except (StoreError, OSError, ValueError, KeyError, ForeignArchive, BadBlob) as exc:
             self.reporter.warn(f"{names}: not stored: {exc}")
             return 0
+        self.failed_loads.difference_update(i.key for i in items)
         added = sum(e.new_bytes for e in entries)
         self.last_saved = Saved(
             len(entries), added, sum(e.image_bytes for e in entries), time.monotonic() - start

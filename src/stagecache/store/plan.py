@@ -118,6 +118,7 @@ class Image(NamedTuple):
     config: Stored
     layers: list[tuple[Stored | None, int, str]]  # (blob, or None for a base layer; size; diff ID)
     new_bytes: int  # bytes of blobs this save wrote that the plan uses
+    unused: bool = False  # the save wrote blobs no image of it uses (the sweep removes them)
 
 
 def save_into(
@@ -134,6 +135,7 @@ def save_into(
     stored: dict[str, Stored] = {}  # member name -> its blob
     base_sizes: dict[str, int] = {}  # member name -> size, for base layers not kept
     named: dict[str, bytes] = {}
+    links: dict[str, str] = {}  # member name -> the member it links to
     n = 0
     try:
         tar = tarfile.open(fileobj=stream, mode="r|", bufsize=1 << 20)  # noqa: SIM115
@@ -144,6 +146,11 @@ def save_into(
             if cancelled():
                 raise Cancelled
             name = posixpath.normpath(info.name.lstrip("/"))
+            if info.issym() and not LEGACY_METADATA.fullmatch(name):
+                # 20.10 writes a layer it has written already (the same layer again, in this image or
+                # another of the save) as a link to the first copy
+                links[name] = posixpath.normpath(posixpath.join(posixpath.dirname(name), info.linkname))
+                continue
             if not info.isfile() or name == "repositories" or LEGACY_METADATA.fullmatch(name):
                 continue
             if name in NAMED or name == "oci-layout":
@@ -173,6 +180,11 @@ def save_into(
                 stored[name] = blob
             else:
                 base_sizes[name] = info.size
+    for name, target in links.items():  # a link may come before what it links to
+        if target in stored:
+            stored[name] = stored[target]
+        elif target in base_sizes:
+            base_sizes[name] = base_sizes[target]
     if "manifest.json" not in named:
         raise ForeignArchive("it has no manifest.json")
     manifest = _json(named["manifest.json"], "manifest.json")
@@ -182,11 +194,11 @@ def save_into(
     for ref, chains in zip(refs, bases, strict=True):
         images.append(_plan(ref, chains, manifest, index, named, stored, base_sizes, blobs, claimed))
     # Blobs this save wrote that no image uses: a base image's layers on engines that name them by a
-    # digest other than their diff ID (containerd's compressed blobs). Nothing else can use them yet.
+    # digest other than their diff ID (containerd's compressed blobs). Another save may have found
+    # one meanwhile, so they are left to the sweep, which waits for no save and runs alone.
     used = {m.digest for image in images for m in image.members} | {i.config.digest for i in images}
-    for blob in stored.values():
-        if blob.new and blob.digest not in used:
-            blobs.remove(blob.digest)
+    if any(blob.new and blob.digest not in used for blob in stored.values()):
+        images = [image._replace(unused=True) for image in images]
     return images
 
 
