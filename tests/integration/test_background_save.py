@@ -11,6 +11,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from stagecache.engine.docker import Docker
 from stagecache.store.directory import DirectoryStore
 
@@ -85,3 +87,43 @@ def test_ctrl_c_during_the_save_leaves_a_store_whose_entries_all_load(
     store.prune(max_size=1 << 40)  # what an interrupted save wrote without a record is swept
     used = set().union(*(e.blobs() for e in store.entries())) if store.entries() else set()
     assert set(store.blobs.all()) == used
+
+
+def _test_project(tmp_path: Path, run_id: str, exit_code: int) -> Path:
+    root = tmp_path / f"overlap-{exit_code}"
+    root.mkdir()
+    (root / "Dockerfile").write_text(
+        "FROM python:3.11-slim AS dev\n"
+        f"RUN echo {run_id} {exit_code} && head -c 48000000 /dev/urandom > /blob\n"
+        "COPY run.sh /run.sh\n"
+    )
+    (root / "run.sh").write_text(f"echo tests-start\nsleep 6\necho tests-end\nexit {exit_code}\n")
+    (root / "compose.yaml").write_text(
+        f"name: bgsave-{run_id}\nservices:\n  tests:\n    build: {{context: ., target: dev}}\n"
+        f"    image: stagecache-test-bgsave-{run_id}:dev-{exit_code}\n"
+    )
+    return root
+
+
+@pytest.mark.parametrize("exit_code", [0, 3])
+def test_the_save_runs_beside_the_tests_and_is_whole_whatever_they_return(
+    engine: Docker, tmp_path: Path, run_id: str, exit_code: int
+) -> None:
+    root = _test_project(tmp_path, run_id, exit_code)
+    store = tmp_path / "store"
+    # one stream for stagecache's lines and the tests' output, so that their order is their time's
+    done = subprocess.run([sys.executable, "-m", "stagecache", "test", "--store", str(store), "tests", "--",
+                           "sh", "/run.sh"], cwd=root, env=_env(tmp_path), stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True, timeout=600)  # fmt: skip
+    try:
+        assert done.returncode == exit_code, done.stdout
+        lines = done.stdout.splitlines()
+        stored = next(i for i, line in enumerate(lines) if "stored 1 image in the store:" in line)
+        started = next(i for i, line in enumerate(lines) if line.strip().endswith("tests-start"))
+        ended = next(i for i, line in enumerate(lines) if line.strip().endswith("tests-end"))
+        assert started < stored < ended, done.stdout  # saved while the tests ran
+        entries = DirectoryStore(store).entries()
+        assert [e.target for e in entries if "/" not in e.target] == ["tests"]
+        assert DirectoryStore(store).verify() == []
+    finally:
+        engine.untag_repository(f"stagecache-test-bgsave-{run_id}")
