@@ -81,6 +81,10 @@ class BackgroundTier:
             except Exception as exc:  # noqa: BLE001 -- a save never fails the command: it is said
                 self.failed += len(batch)
                 self.reporter.warn(f"{_names(batch)}: not stored: {exc}")
+        with self._lock:  # called off: what was still queued is not saved either
+            if self._pending:
+                self.stopped = True
+                self._current, self._pending = self._pending, []
 
     def _save(self, batch: list[Publish]) -> bool:
         """Save a batch; False when it was called off before its records."""
