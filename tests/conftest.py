@@ -49,3 +49,14 @@ def cleanup_images(engine: Docker) -> Iterator[list[str]]:
     refs: list[str] = []
     yield refs
     engine.remove_image(*refs, force=True)
+
+
+@pytest.fixture
+def images(engine: Docker, run_id: str) -> Iterator[None]:
+    """Every image of the repository ``stagecache-test-<run_id>`` is removed after the test."""
+    yield
+    done = engine.runner(
+        ["docker", "images", "--quiet", "--filter", f"reference=stagecache-test-{run_id}"], check=False
+    )
+    if ids := sorted(set(done.stdout.split())):
+        engine.remove_image(*ids, force=True)

@@ -6,7 +6,7 @@ keeps its own key, key tag and image tag.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -51,16 +51,6 @@ class Counted(Docker):
     ) -> Completed:
         self.calls.append("bake")
         return super().bake(definition, targets, metadata=metadata, quiet=quiet)
-
-
-@pytest.fixture
-def images(engine: Docker, run_id: str) -> Iterator[None]:
-    yield
-    done = engine.runner(
-        ["docker", "images", "--quiet", "--filter", f"reference=stagecache-test-{run_id}"], check=False
-    )
-    if ids := sorted(set(done.stdout.split())):
-        engine.remove_image(*ids, force=True)
 
 
 @pytest.mark.usefixtures("images")

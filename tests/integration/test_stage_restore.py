@@ -8,7 +8,7 @@ the stage writes a random value, which the target sees unchanged. On an engine w
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -63,16 +63,6 @@ def project(tmp_path: Path, run_id: str) -> Path:
     (root / "requirements.txt").write_text(f"# {run_id}\n")  # no key shared with other runs
     (root / "src/app.py").write_text("print('v1')\n")
     return root
-
-
-@pytest.fixture
-def images(engine: Docker, run_id: str) -> Iterator[None]:
-    yield
-    done = engine.runner(
-        ["docker", "images", "--quiet", "--filter", f"reference=stagecache-test-{run_id}"], check=False
-    )
-    if ids := sorted(set(done.stdout.split())):
-        engine.remove_image(*ids, force=True)
 
 
 def dev(project: Path, run_id: str) -> Target:
